@@ -1,0 +1,438 @@
+//! The Python module `edge._core`: a thin layer over the plain Rust modules.
+//! Stubs: edge/_core.pyi (checked by `python -m mypy.stubtest edge._core`).
+//! Batch work runs with the GIL released; arrays cross as numpy buffers.
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use numpy::{PyArray1, PyReadonlyArray1};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+
+use crate::codec::{self, CodecError as RsCodecError, Columns};
+use crate::diode::{self, DiodeError};
+use crate::frame::{self, FrameError as RsFrameError, FrameSpec, Kind};
+use crate::spool::{self, SpoolError as RsSpoolError};
+
+// The Python default for segment_bytes is spelled out in the signatures below.
+const _: () = assert!(spool::DEFAULT_SEGMENT_BYTES == 16_777_216);
+
+create_exception!(
+    edge._core,
+    FrameError,
+    PyValueError,
+    "A byte string that is not a valid frame (message names offset and field)."
+);
+create_exception!(
+    edge._core,
+    CodecError,
+    PyValueError,
+    "A DATA payload that cannot be decoded."
+);
+create_exception!(
+    edge._core,
+    SpoolError,
+    PyOSError,
+    "The spool directory or a segment in it cannot be used."
+);
+
+fn frame_err(e: RsFrameError) -> PyErr {
+    FrameError::new_err(e.to_string())
+}
+
+fn codec_err(e: RsCodecError) -> PyErr {
+    CodecError::new_err(e.to_string())
+}
+
+fn spool_err(e: RsSpoolError) -> PyErr {
+    match e {
+        RsSpoolError::Frame(f) => frame_err(f),
+        RsSpoolError::Invalid(_) | RsSpoolError::BadCursorName(_) => {
+            PyValueError::new_err(e.to_string())
+        }
+        other => SpoolError::new_err(other.to_string()),
+    }
+}
+
+fn diode_err(e: DiodeError) -> PyErr {
+    match e {
+        DiodeError::Config(_) => PyValueError::new_err(e.to_string()),
+        DiodeError::Io { .. } => PyOSError::new_err(e.to_string()),
+        DiodeError::Spool(s) => spool_err(s),
+    }
+}
+
+fn kind_of(kind: u8) -> PyResult<Kind> {
+    Kind::from_u8(kind).ok_or_else(|| {
+        FrameError::new_err(format!("frame: unknown kind {kind} (valid kinds are 1-6)"))
+    })
+}
+
+fn stats_dict<'py>(py: Python<'py>, items: &[(&'static str, u64)]) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    for (k, v) in items {
+        d.set_item(k, v)?;
+    }
+    Ok(d)
+}
+
+/// A parsed, CRC-verified frame.
+#[pyclass(module = "edge._core", frozen, get_all)]
+pub struct Frame {
+    kind: u8,
+    version: u8,
+    site_id: u32,
+    session_id: u64,
+    seq: u64,
+    t_first_ns: i64,
+    t_last_ns: i64,
+    payload: Py<PyBytes>,
+}
+
+#[pymethods]
+impl Frame {
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "Frame(kind={}, site_id={}, session_id={:#018x}, seq={}, t_first_ns={}, t_last_ns={}, payload=<{} bytes>)",
+            self.kind,
+            self.site_id,
+            self.session_id,
+            self.seq,
+            self.t_first_ns,
+            self.t_last_ns,
+            self.payload.bind(py).as_bytes().len()
+        )
+    }
+}
+
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn build_frame<'py>(
+    py: Python<'py>,
+    kind: u8,
+    site_id: u32,
+    session_id: u64,
+    seq: u64,
+    t_first_ns: i64,
+    t_last_ns: i64,
+    payload: &[u8],
+) -> PyResult<Bound<'py, PyBytes>> {
+    let spec = FrameSpec {
+        kind: kind_of(kind)?,
+        site_id,
+        session_id,
+        seq,
+        t_first_ns,
+        t_last_ns,
+    };
+    let out = py
+        .detach(|| frame::build(&spec, payload))
+        .map_err(frame_err)?;
+    Ok(PyBytes::new(py, &out))
+}
+
+#[pyfunction]
+fn parse_frame(py: Python<'_>, data: &[u8]) -> PyResult<Frame> {
+    let (h, range) = py
+        .detach(|| {
+            frame::parse(data).map(|f| {
+                (
+                    f.header,
+                    frame::HEADER_LEN..frame::HEADER_LEN + f.payload.len(),
+                )
+            })
+        })
+        .map_err(frame_err)?;
+    Ok(Frame {
+        kind: h.kind as u8,
+        version: h.version,
+        site_id: h.site_id,
+        session_id: h.session_id,
+        seq: h.seq,
+        t_first_ns: h.t_first_ns,
+        t_last_ns: h.t_last_ns,
+        payload: PyBytes::new(py, &data[range]).unbind(),
+    })
+}
+
+/// A contiguous view of a 1-D array, copying only if it is strided.
+fn slice<'a, T: numpy::Element + Copy>(a: &'a PyReadonlyArray1<'_, T>) -> Cow<'a, [T]> {
+    match a.as_slice() {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => Cow::Owned(a.as_array().iter().copied().collect()),
+    }
+}
+
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn encode_chunk<'py>(
+    py: Python<'py>,
+    tag: PyReadonlyArray1<'py, u32>,
+    source_ns: PyReadonlyArray1<'py, i64>,
+    server_ns: PyReadonlyArray1<'py, i64>,
+    status: PyReadonlyArray1<'py, u32>,
+    value_bits: PyReadonlyArray1<'py, u64>,
+    flags: PyReadonlyArray1<'py, u8>,
+    strings: Vec<String>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let (t, a, b, s, v, f) = (
+        slice(&tag),
+        slice(&source_ns),
+        slice(&server_ns),
+        slice(&status),
+        slice(&value_bits),
+        slice(&flags),
+    );
+    let cols = Columns {
+        tag: &t,
+        source_ns: &a,
+        server_ns: &b,
+        status: &s,
+        value_bits: &v,
+        flags: &f,
+        strings: &strings,
+    };
+    let out = py.detach(|| codec::encode(&cols)).map_err(codec_err)?;
+    Ok(PyBytes::new(py, &out))
+}
+
+type ChunkArrays<'py> = (
+    Bound<'py, PyArray1<u32>>,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<u32>>,
+    Bound<'py, PyArray1<u64>>,
+    Bound<'py, PyArray1<u8>>,
+    Bound<'py, PyList>,
+);
+
+#[pyfunction]
+fn decode_chunk<'py>(py: Python<'py>, payload: &[u8]) -> PyResult<ChunkArrays<'py>> {
+    let c = py.detach(|| codec::decode(payload)).map_err(codec_err)?;
+    Ok((
+        PyArray1::from_vec(py, c.tag),
+        PyArray1::from_vec(py, c.source_ns),
+        PyArray1::from_vec(py, c.server_ns),
+        PyArray1::from_vec(py, c.status),
+        PyArray1::from_vec(py, c.value_bits),
+        PyArray1::from_vec(py, c.flags),
+        PyList::new(py, c.strings)?,
+    ))
+}
+
+/// The crash-safe frame log (see docs/format.md, "Spool").
+#[pyclass(module = "edge._core", name = "Spool", frozen)]
+pub struct PySpool {
+    inner: Arc<spool::Spool>,
+}
+
+#[pymethods]
+impl PySpool {
+    #[new]
+    #[pyo3(signature = (path, site_id, session_id=None, segment_bytes=16_777_216))]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        site_id: u32,
+        session_id: Option<u64>,
+        segment_bytes: u64,
+    ) -> PyResult<Self> {
+        let sp = py
+            .detach(|| spool::Spool::open(&path, site_id, session_id, segment_bytes))
+            .map_err(spool_err)?;
+        Ok(PySpool {
+            inner: Arc::new(sp),
+        })
+    }
+
+    /// Construction happens in `__new__`; this mirrors its signature so the
+    /// stub's `__init__` is true at runtime.
+    #[pyo3(signature = (path, site_id, session_id=None, segment_bytes=16_777_216))]
+    #[allow(unused_variables)]
+    fn __init__(&self, path: PathBuf, site_id: u32, session_id: Option<u64>, segment_bytes: u64) {}
+
+    #[getter]
+    fn session_id(&self) -> u64 {
+        self.inner.session_id()
+    }
+
+    #[getter]
+    fn site_id(&self) -> u32 {
+        self.inner.site_id()
+    }
+
+    fn append(
+        &self,
+        py: Python<'_>,
+        kind: u8,
+        t_first_ns: i64,
+        t_last_ns: i64,
+        payload: &[u8],
+    ) -> PyResult<u64> {
+        let kind = kind_of(kind)?;
+        py.detach(|| self.inner.append(kind, t_first_ns, t_last_ns, payload))
+            .map_err(spool_err)
+    }
+
+    fn append_frame(&self, py: Python<'_>, frame: &[u8]) -> PyResult<bool> {
+        py.detach(|| self.inner.append_frame(frame))
+            .map_err(spool_err)
+    }
+
+    fn commit(&self, py: Python<'_>) -> PyResult<u64> {
+        py.detach(|| self.inner.commit()).map_err(spool_err)
+    }
+
+    #[pyo3(signature = (from_lsn, max_frames=1024))]
+    fn read<'py>(
+        &self,
+        py: Python<'py>,
+        from_lsn: u64,
+        max_frames: usize,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let frames = py
+            .detach(|| self.inner.read(from_lsn, max_frames))
+            .map_err(spool_err)?;
+        PyList::new(py, frames.iter().map(|f| PyBytes::new(py, f)))
+    }
+
+    fn next_lsn(&self) -> u64 {
+        self.inner.next_lsn()
+    }
+
+    fn durable_lsn(&self) -> u64 {
+        self.inner.durable_lsn()
+    }
+
+    fn get_cursor(&self, py: Python<'_>, name: &str) -> PyResult<u64> {
+        py.detach(|| self.inner.get_cursor(name)).map_err(spool_err)
+    }
+
+    fn set_cursor(&self, py: Python<'_>, name: &str, lsn: u64) -> PyResult<()> {
+        py.detach(|| self.inner.set_cursor(name, lsn))
+            .map_err(spool_err)
+    }
+
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        stats_dict(py, &self.inner.stats().items())
+    }
+
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.inner.close()).map_err(spool_err)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Spool({:?}, site_id={})",
+            self.inner.dir().display().to_string(),
+            self.inner.site_id()
+        )
+    }
+}
+
+/// Sends durable spool frames over UDP from a background thread.
+#[pyclass(module = "edge._core", name = "DiodeSender", frozen)]
+pub struct PyDiodeSender {
+    inner: diode::DiodeSender,
+}
+
+#[pymethods]
+impl PyDiodeSender {
+    #[new]
+    #[pyo3(signature = (spool, target, rate_bps, mtu=1500))]
+    fn new(
+        py: Python<'_>,
+        spool: &PySpool,
+        target: &str,
+        rate_bps: u64,
+        mtu: usize,
+    ) -> PyResult<Self> {
+        let sp = spool.inner.clone();
+        let inner = py
+            .detach(|| diode::DiodeSender::start(sp, target, rate_bps, mtu))
+            .map_err(diode_err)?;
+        Ok(PyDiodeSender { inner })
+    }
+
+    #[pyo3(signature = (spool, target, rate_bps, mtu=1500))]
+    #[allow(unused_variables)]
+    fn __init__(&self, spool: &PySpool, target: &str, rate_bps: u64, mtu: usize) {}
+
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        stats_dict(py, &self.inner.stats().items())
+    }
+
+    fn idle(&self) -> bool {
+        self.inner.idle()
+    }
+
+    fn stop(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.inner.stop()).map_err(diode_err)
+    }
+}
+
+/// Receives UDP fragments into a spool from background threads.
+#[pyclass(module = "edge._core", name = "DiodeReceiver", frozen)]
+pub struct PyDiodeReceiver {
+    inner: diode::DiodeReceiver,
+}
+
+#[pymethods]
+impl PyDiodeReceiver {
+    #[new]
+    #[pyo3(signature = (bind, spool, mtu=1500))]
+    fn new(py: Python<'_>, bind: &str, spool: &PySpool, mtu: usize) -> PyResult<Self> {
+        let sp = spool.inner.clone();
+        let inner = py
+            .detach(|| diode::DiodeReceiver::start(bind, sp, mtu))
+            .map_err(diode_err)?;
+        Ok(PyDiodeReceiver { inner })
+    }
+
+    #[pyo3(signature = (bind, spool, mtu=1500))]
+    #[allow(unused_variables)]
+    fn __init__(&self, bind: &str, spool: &PySpool, mtu: usize) {}
+
+    #[getter]
+    fn local_addr(&self) -> String {
+        self.inner.local_addr().to_string()
+    }
+
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        stats_dict(py, &self.inner.stats().items())
+    }
+
+    fn stop(&self, py: Python<'_>) {
+        py.detach(|| self.inner.stop())
+    }
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("FORMAT_VERSION", frame::FORMAT_VERSION)?;
+    m.add("HEADER_LEN", frame::HEADER_LEN)?;
+    m.add("FRAME_DATA", Kind::Data as u8)?;
+    m.add("FRAME_META", Kind::Meta as u8)?;
+    m.add("FRAME_GAP", Kind::Gap as u8)?;
+    m.add("FRAME_HEARTBEAT", Kind::Heartbeat as u8)?;
+    m.add("FRAME_MANIFEST", Kind::Manifest as u8)?;
+    m.add("FRAME_EVENT", Kind::Event as u8)?;
+    m.add("FrameError", py.get_type::<FrameError>())?;
+    m.add("CodecError", py.get_type::<CodecError>())?;
+    m.add("SpoolError", py.get_type::<SpoolError>())?;
+    m.add_class::<Frame>()?;
+    m.add_class::<PySpool>()?;
+    m.add_class::<PyDiodeSender>()?;
+    m.add_class::<PyDiodeReceiver>()?;
+    m.add_function(wrap_pyfunction!(build_frame, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_frame, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_chunk, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_chunk, m)?)?;
+    // pyo3 fills __all__; the stub (the contract) has none, so drop it.
+    m.delattr("__all__")?;
+    Ok(())
+}
