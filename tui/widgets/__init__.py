@@ -1,0 +1,6 @@
+"""Reusable widgets of the tidegate TUI."""
+
+from tui.widgets.live_table import LiveTable
+from tui.widgets.status_line import StatusLine
+
+__all__ = ["LiveTable", "StatusLine"]
