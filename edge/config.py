@@ -1,0 +1,522 @@
+"""TOML configuration of the agent (OT side) and the receiver (IT side).
+
+Both files are read with :mod:`tomllib` into frozen dataclasses. Anything wrong
+raises :class:`ConfigError`, whose text is one line naming the file, the line
+(where it can be found) and the key path, e.g.::
+
+    agent.toml:12: sources[0].endpoint: must start with opc.tcp://, got 'http://plc:4840'
+
+Unknown keys are errors (with a "did you mean" from :mod:`difflib`), so a typo
+never silently falls back to a default. Relative paths are taken relative to
+the directory of the config file. The schema is documented in docs/config.md.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_STATUS_SOCKET = Path("/run/tidegate/agent.sock")
+SECURITY_POLICIES = ("None",)
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_NODE_ID_RE = re.compile(
+    r"^(?:(?:ns=\d+|nsu=[^;]+);)?(?:i=\d+|s=.+|g=[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}|b=.+)$")
+_HOST_PORT_RE = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.\-]+)):(?P<port>\d+)$")
+_ENDPOINT_RE = re.compile(r"^opc\.tcp://(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+)(?::(?P<port>\d+))?(?:/.*)?$")
+
+
+class ConfigError(Exception):
+    """A config problem: one line, ``file:line: key.path: message``."""
+
+    def __init__(self, origin: str, key: str, message: str, line: int | None = None) -> None:
+        self.origin = origin
+        self.key = key
+        self.message = message
+        self.line = line
+        where = origin if line is None else f"{origin}:{line}"
+        text = f"{where}: {key}: {message}" if key else f"{where}: {message}"
+        super().__init__(text.replace("\n", " "))
+
+
+# -- dataclasses ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    id: int
+    name: str
+
+
+@dataclass(frozen=True)
+class AgentSection:
+    status_socket: Path = DEFAULT_STATUS_SOCKET
+    flush_interval_ms: int = 1000
+
+
+@dataclass(frozen=True)
+class SpoolConfig:
+    path: Path
+    segment_mb: int = 16
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    target: str  # "host:port"
+    rate_mbit: float = 100.0
+    mtu: int = 1500
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    endpoint: str
+    publishing_interval_ms: int = 1000
+    security_policy: str = "None"
+    keepalive_count: int = 10
+
+
+@dataclass(frozen=True)
+class TagConfig:
+    source: str
+    node_id: str
+    name: str | None = None  # None: the node's browse name
+    unit: str | None = None  # None: the node's EngineeringUnits, if any
+    description: str | None = None
+    sampling_interval_ms: int | None = None  # None: the source's publishing interval
+    queue_size: int | None = None  # None: ceil(publishing / sampling) + 1, at least 2
+
+
+@dataclass(frozen=True)
+class TagGroupConfig:
+    source: str
+    browse_path: str  # "Plant/Area1" below the Objects folder
+    sampling_interval_ms: int | None = None
+    queue_size: int | None = None
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    site: SiteConfig
+    spool: SpoolConfig
+    link: LinkConfig
+    agent: AgentSection = field(default_factory=AgentSection)
+    sources: list[SourceConfig] = field(default_factory=list)
+    tags: list[TagConfig] = field(default_factory=list)
+    tag_groups: list[TagGroupConfig] = field(default_factory=list)
+    origin: str = "<memory>"
+
+
+@dataclass(frozen=True)
+class ReceiverSiteConfig:
+    name: str
+
+
+@dataclass(frozen=True)
+class ReceiverSection:
+    bind: str  # "host:port"
+    spool: Path
+    datasets: Path
+    batch_seconds: int = 3600
+    status_socket: Path | None = None
+
+
+@dataclass(frozen=True)
+class ReceiverConfig:
+    site: ReceiverSiteConfig
+    receiver: ReceiverSection
+    origin: str = "<memory>"
+
+
+# -- locating keys in the text ----------------------------------------------------
+
+
+class _Lines:
+    """Best-effort map from key paths to line numbers (tomllib gives none).
+
+    Understands [table], [[array]] headers and ``key = value`` lines at the
+    start of a line; good enough for hand-written config files.
+    """
+
+    _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]?\s*(?:#.*)?$")
+    _KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+|\"[^\"]*\"|'[^']*')\s*=")
+
+    def __init__(self, text: str | None) -> None:
+        self.lines: dict[str, int] = {}
+        if not text:
+            return
+        counts: dict[str, int] = {}
+        table = ""
+        in_ml: str | None = None
+        for no, line in enumerate(text.splitlines(), start=1):
+            if in_ml is not None:
+                if line.count(in_ml) % 2 == 1:
+                    in_ml = None
+                continue
+            m = self._HEADER.match(line)
+            if m:
+                name = m.group(2).replace('"', "").replace("'", "").replace(" ", "")
+                if m.group(1) == "[[":
+                    i = counts.get(name, 0)
+                    counts[name] = i + 1
+                    table = f"{name}[{i}]"
+                else:
+                    table = name
+                self.lines.setdefault(table, no)
+                continue
+            m = self._KEY.match(line)
+            if m:
+                key = m.group(1).strip("\"'")
+                path = f"{table}.{key}" if table else key
+                self.lines.setdefault(path, no)
+                for q in ('"""', "'''"):
+                    if line.count(q) % 2 == 1:
+                        in_ml = q
+
+    def find(self, path: str) -> int | None:
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            cut = max(path.rfind("."), path.rfind("["))
+            if cut <= 0:
+                return None
+            path = path[:cut]
+        return None
+
+
+class _Ctx:
+    def __init__(self, origin: str, text: str | None, base: Path | None) -> None:
+        self.origin = origin
+        self.lines = _Lines(text)
+        self.base = base
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(self.origin, key, message, self.lines.find(key))
+
+
+def _kind_name(v: Any) -> str:
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, int):
+        return "an integer"
+    if isinstance(v, float):
+        return "a float"
+    if isinstance(v, str):
+        return "a string"
+    if isinstance(v, list):
+        return "an array"
+    if isinstance(v, dict):
+        return "a table"
+    return type(v).__name__
+
+
+class _Table:
+    """One TOML table being read: typed getters, then done() rejects leftovers."""
+
+    def __init__(self, ctx: _Ctx, path: str, value: Any) -> None:
+        self.ctx = ctx
+        self.path = path
+        if not isinstance(value, dict):
+            raise ctx.error(path, f"must be a table, got {_kind_name(value)}")
+        self.d: dict[str, Any] = value
+        self.used: set[str] = set()
+
+    def key(self, k: str) -> str:
+        return f"{self.path}.{k}" if self.path else k
+
+    def error(self, k: str, message: str) -> ConfigError:
+        return self.ctx.error(self.key(k), message)
+
+    def _get(self, k: str, required: bool) -> Any:
+        self.used.add(k)
+        if k not in self.d:
+            if required:
+                raise self.error(k, "required key is missing")
+            return None
+        return self.d[k]
+
+    def str_(self, k: str, default: str | None = None, *, required: bool = False,
+             check: Callable[[str], str | None] | None = None) -> str | None:
+        v = self._get(k, required)
+        if v is None:
+            return default
+        if not isinstance(v, str):
+            raise self.error(k, f"must be a string, got {_kind_name(v)}")
+        if check is not None:
+            problem = check(v)
+            if problem:
+                raise self.error(k, problem)
+        return v
+
+    def req_str(self, k: str, check: Callable[[str], str | None] | None = None) -> str:
+        v = self.str_(k, required=True, check=check)
+        assert v is not None
+        return v
+
+    def int_(self, k: str, default: int | None, lo: int, hi: int, *, required: bool = False) -> int | None:
+        v = self._get(k, required)
+        if v is None:
+            return default
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise self.error(k, f"must be an integer, got {_kind_name(v)}")
+        if not lo <= v <= hi:
+            raise self.error(k, f"must be between {lo} and {hi}, got {v}")
+        return v
+
+    def req_int(self, k: str, default: int, lo: int, hi: int) -> int:
+        v = self.int_(k, default, lo, hi)
+        assert v is not None
+        return v
+
+    def float_(self, k: str, default: float, lo: float, hi: float) -> float:
+        v = self._get(k, False)
+        if v is None:
+            return default
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise self.error(k, f"must be a number, got {_kind_name(v)}")
+        if not lo < v <= hi:
+            raise self.error(k, f"must be greater than {lo:g} and at most {hi:g}, got {v}")
+        return float(v)
+
+    def path_(self, k: str, default: Path | None = None, *, required: bool = False) -> Path | None:
+        v = self.str_(k, None, required=required, check=lambda s: None if s.strip() else "must not be empty")
+        if v is None:
+            return default
+        p = Path(v).expanduser()
+        if not p.is_absolute() and self.ctx.base is not None:
+            p = self.ctx.base / p
+        return p
+
+    def table(self, k: str, required: bool = True) -> _Table:
+        v = self._get(k, required)
+        return _Table(self.ctx, self.key(k), {} if v is None else v)
+
+    def array(self, k: str) -> list[_Table]:
+        v = self._get(k, False)
+        if v is None:
+            return []
+        if not isinstance(v, list):
+            raise self.error(k, f"must be an array of tables ([[{k}]]), got {_kind_name(v)}")
+        return [_Table(self.ctx, f"{self.key(k)}[{i}]", item) for i, item in enumerate(v)]
+
+    def done(self) -> None:
+        for k in self.d:
+            if k not in self.used:
+                close = difflib.get_close_matches(k, sorted(self.used), n=1, cutoff=0.6)
+                hint = f" (did you mean {close[0]!r}?)" if close else \
+                    f" (known: {', '.join(sorted(self.used))})"
+                raise self.error(k, f"unknown key{hint}")
+
+
+# -- checks -------------------------------------------------------------------------
+
+
+def _check_name(s: str) -> str | None:
+    if not _NAME_RE.match(s):
+        return f"must be letters, digits, '_', '.' or '-', got {s!r}"
+    return None
+
+
+def _check_nonempty(s: str) -> str | None:
+    return None if s.strip() else "must not be empty"
+
+
+def _check_host_port(s: str) -> str | None:
+    m = _HOST_PORT_RE.match(s)
+    if not m:
+        return f"must be host:port, got {s!r}"
+    if not 0 < int(m.group("port")) < 65536:
+        return f"port must be 1..65535, got {s!r}"
+    return None
+
+
+def _check_endpoint(s: str) -> str | None:
+    if not s.startswith("opc.tcp://"):
+        return f"must start with opc.tcp://, got {s!r}"
+    m = _ENDPOINT_RE.match(s)
+    if not m:
+        return f"must look like opc.tcp://host:port/path, got {s!r}"
+    if m.group("port") is not None and not 0 < int(m.group("port")) < 65536:
+        return f"port must be 1..65535, got {s!r}"
+    return None
+
+
+def _check_node_id(s: str) -> str | None:
+    if not _NODE_ID_RE.match(s):
+        return f"must be an OPC UA node id like 'ns=2;s=Plant.Pump01.Speed' or 'i=2258', got {s!r}"
+    return None
+
+
+def _check_policy(s: str) -> str | None:
+    if s not in SECURITY_POLICIES:
+        return f"only {', '.join(repr(p) for p in SECURITY_POLICIES)} is supported for now, got {s!r}"
+    return None
+
+
+# -- agent --------------------------------------------------------------------------
+
+_MS_MAX = 3_600_000
+
+
+def _agent(root: _Table) -> AgentConfig:
+    ctx = root.ctx
+    site_t = root.table("site")
+    site = SiteConfig(id=site_t.int_("id", None, 0, 0xFFFF_FFFF, required=True) or 0,
+                      name=site_t.req_str("name", _check_nonempty))
+    site_t.done()
+
+    agent_t = root.table("agent", required=False)
+    agent = AgentSection(
+        status_socket=agent_t.path_("status_socket", DEFAULT_STATUS_SOCKET) or DEFAULT_STATUS_SOCKET,
+        flush_interval_ms=agent_t.req_int("flush_interval_ms", 1000, 50, 60_000))
+    agent_t.done()
+
+    spool_t = root.table("spool")
+    spool_path = spool_t.path_("path", required=True)
+    assert spool_path is not None
+    spool = SpoolConfig(path=spool_path, segment_mb=spool_t.req_int("segment_mb", 16, 1, 1024))
+    spool_t.done()
+
+    link_t = root.table("link")
+    link = LinkConfig(target=link_t.req_str("target", _check_host_port),
+                      rate_mbit=link_t.float_("rate_mbit", 100.0, 0.0, 100_000.0),
+                      mtu=link_t.req_int("mtu", 1500, 576, 65_000))
+    link_t.done()
+
+    sources: list[SourceConfig] = []
+    seen_sources: dict[str, str] = {}
+    for st in root.array("sources"):
+        src = SourceConfig(
+            name=st.req_str("name", _check_name),
+            endpoint=st.req_str("endpoint", _check_endpoint),
+            publishing_interval_ms=st.req_int("publishing_interval_ms", 1000, 10, _MS_MAX),
+            security_policy=st.str_("security_policy", "None", check=_check_policy) or "None",
+            keepalive_count=st.req_int("keepalive_count", 10, 1, 1000))
+        if src.name in seen_sources:
+            raise st.error("name", f"duplicate source name {src.name!r} (also {seen_sources[src.name]})")
+        seen_sources[src.name] = st.path
+        st.done()
+        sources.append(src)
+
+    def source_of(t: _Table) -> str:
+        name = t.req_str("source")
+        if name not in seen_sources:
+            close = difflib.get_close_matches(name, list(seen_sources), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else \
+                (" (no [[sources]] defined)" if not seen_sources else f" (sources: {', '.join(seen_sources)})")
+            raise t.error("source", f"no source named {name!r}{hint}")
+        return name
+
+    tags: list[TagConfig] = []
+    names: dict[str, str] = {}
+    nodes: dict[tuple[str, str], str] = {}
+    for tt in root.array("tags"):
+        tag = TagConfig(
+            source=source_of(tt),
+            node_id=tt.req_str("node_id", _check_node_id),
+            name=tt.str_("name", check=_check_nonempty),
+            unit=tt.str_("unit"),
+            description=tt.str_("description"),
+            sampling_interval_ms=tt.int_("sampling_interval_ms", None, 0, _MS_MAX),
+            queue_size=tt.int_("queue_size", None, 1, 100_000))
+        if tag.name is not None:
+            if tag.name in names:
+                raise tt.error("name", f"duplicate tag name {tag.name!r} (also {names[tag.name]})")
+            names[tag.name] = tt.path
+        key = (tag.source, tag.node_id)
+        if key in nodes:
+            raise tt.error("node_id", f"node {tag.node_id!r} of source {tag.source!r} is already "
+                                      f"configured ({nodes[key]})")
+        nodes[key] = tt.path
+        tt.done()
+        tags.append(tag)
+
+    groups: list[TagGroupConfig] = []
+    for gt in root.array("tag_groups"):
+        groups.append(TagGroupConfig(
+            source=source_of(gt),
+            browse_path=gt.req_str("browse_path", _check_nonempty),
+            sampling_interval_ms=gt.int_("sampling_interval_ms", None, 0, _MS_MAX),
+            queue_size=gt.int_("queue_size", None, 1, 100_000)))
+        gt.done()
+
+    if (tags or groups) and not sources:
+        raise ctx.error("sources", "tags are configured but no [[sources]]")
+    root.done()
+    return AgentConfig(site=site, agent=agent, spool=spool, link=link, sources=sources, tags=tags,
+                       tag_groups=groups, origin=ctx.origin)
+
+
+def _receiver(root: _Table) -> ReceiverConfig:
+    ctx = root.ctx
+    site_t = root.table("site")
+    site = ReceiverSiteConfig(name=site_t.req_str("name", _check_nonempty))
+    site_t.done()
+    rt = root.table("receiver")
+    bind = rt.req_str("bind", _check_host_port)
+    spool = rt.path_("spool", required=True)
+    datasets = rt.path_("datasets", required=True)
+    assert spool is not None and datasets is not None
+    rx = ReceiverSection(bind=bind, spool=spool, datasets=datasets,
+                         batch_seconds=rt.req_int("batch_seconds", 3600, 1, 7 * 86_400),
+                         status_socket=rt.path_("status_socket"))
+    rt.done()
+    root.done()
+    return ReceiverConfig(site=site, receiver=rx, origin=ctx.origin)
+
+
+# -- entry points ---------------------------------------------------------------------
+
+_TOML_LINE = re.compile(r"\(at line (\d+), column (\d+)\)")
+
+
+def _read(path: str | Path) -> tuple[str, dict[str, Any], str, Path]:
+    p = Path(path)
+    origin = str(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(origin, "", "no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(origin, "", "is a directory, not a config file") from None
+    except PermissionError:
+        raise ConfigError(origin, "", "permission denied") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConfigError(origin, "", "not UTF-8 text", line) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        msg = str(e)
+        m = _TOML_LINE.search(msg)
+        at = int(m.group(1)) if m else None
+        msg = _TOML_LINE.sub(f"(column {m.group(2)})" if m else "", msg).strip()
+        raise ConfigError(origin, "", f"TOML syntax error: {msg}", at) from None
+    return text, data, origin, p.resolve().parent
+
+
+def load_agent_config(path: str | Path) -> AgentConfig:
+    text, data, origin, base = _read(path)
+    return _agent(_Table(_Ctx(origin, text, base), "", data))
+
+
+def load_receiver_config(path: str | Path) -> ReceiverConfig:
+    text, data, origin, base = _read(path)
+    return _receiver(_Table(_Ctx(origin, text, base), "", data))
+
+
+def agent_config_from_dict(d: Mapping[str, Any], origin: str = "<memory>",
+                           base: Path | None = None) -> AgentConfig:
+    """Validate an in-memory config (same schema as the TOML file)."""
+    return _agent(_Table(_Ctx(origin, None, base), "", dict(d)))
+
+
+def receiver_config_from_dict(d: Mapping[str, Any], origin: str = "<memory>",
+                              base: Path | None = None) -> ReceiverConfig:
+    return _receiver(_Table(_Ctx(origin, None, base), "", dict(d)))
