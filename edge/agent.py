@@ -1,0 +1,190 @@
+"""The OT-side agent: OPC UA sessions -> column batches -> DATA frames in the
+Rust spool -> the diode sender; plus META, HEARTBEAT and EVENT frames and the
+local status socket the TUI reads.
+
+One asyncio loop runs the sessions, the flush loop and the status socket; the
+Rust core does the heavy work (encode, fsync, UDP) with the GIL released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from edge import __version__, _core
+from edge.collect import Collector
+from edge.config import AgentConfig
+from edge.frames import encode_data, encode_meta, pack
+from edge.opcua import SourceSession
+from edge.status import StatusServer
+
+# Bytes a sample takes uncompressed: source time, server time, value, status.
+RAW_SAMPLE_BYTES = 8 + 8 + 8 + 4
+META_EVERY_S = 60.0
+HEARTBEAT_EVERY_S = 1.0
+DRAIN_TIMEOUT_S = 30.0
+
+
+def config_version(cfg: AgentConfig) -> str:
+    """A short digest of the config, carried in META so IT can tell versions apart."""
+    return hashlib.sha256(repr(cfg).encode()).hexdigest()[:12]
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig) -> None:
+        self.cfg = cfg
+        self.collector = Collector()
+        self.events: deque[dict[str, Any]] = deque(maxlen=200)
+        self.started_ns = time.time_ns()
+        self.config_version = config_version(cfg)
+        self.spool = _core.Spool(str(cfg.spool.path), cfg.site.id,
+                                 segment_bytes=cfg.spool.segment_mb << 20)
+        self.sender = _core.DiodeSender(self.spool, cfg.link.target,
+                                        int(cfg.link.rate_mbit * 1_000_000), cfg.link.mtu)
+        self.sessions = [
+            SourceSession(src, [t for t in cfg.tags if t.source == src.name], self.collector,
+                          self._on_event, tag_groups=[g for g in cfg.tag_groups if g.source == src.name])
+            for src in cfg.sources
+        ]
+        self.counters = {"values": 0, "data_frames": 0, "data_payload_bytes": 0,
+                         "meta_frames": 0, "heartbeat_frames": 0, "event_frames": 0}
+        self._meta_tags = -1
+        self._meta_at = 0.0
+        self._rate = (time.monotonic(), 0, 0.0)  # (when, values then, values/s)
+
+    # -- events -------------------------------------------------------------
+    def _on_event(self, kind: str, detail: dict[str, Any]) -> None:
+        now = time.time_ns()
+        text = " ".join(f"{k}={v}" for k, v in detail.items())
+        self.events.append({"time_ns": now, "kind": kind, "text": text})
+        self.spool.append(_core.FRAME_EVENT, now, now, pack({"time_ns": now, "kind": kind, **detail}))
+        self.counters["event_frames"] += 1
+
+    # -- frames -------------------------------------------------------------
+    def _append_meta_if_due(self) -> None:
+        tags = self.collector.catalog()
+        due = time.monotonic() - self._meta_at >= META_EVERY_S
+        if len(tags) == self._meta_tags and not due:
+            return
+        now = time.time_ns()
+        self.spool.append(_core.FRAME_META, now, now,
+                          encode_meta(self.cfg.site.name, self.config_version, tags))
+        self._meta_tags, self._meta_at = len(tags), time.monotonic()
+        self.counters["meta_frames"] += 1
+
+    async def flush(self) -> None:
+        """Move what the sessions collected into the spool and make it durable."""
+        self._append_meta_if_due()  # before DATA that names new tag indexes
+        batch = self.collector.flush()
+        if len(batch):
+            payload = encode_data(batch)
+            t0, t1 = batch.time_range()
+            self.spool.append(_core.FRAME_DATA, t0, t1, payload)
+            self.counters["values"] += len(batch)
+            self.counters["data_frames"] += 1
+            self.counters["data_payload_bytes"] += len(payload)
+        if self.spool.next_lsn() != self.spool.durable_lsn():
+            await asyncio.to_thread(self.spool.commit)
+
+    def _append_heartbeat(self) -> None:
+        now = time.time_ns()
+        self.spool.append(_core.FRAME_HEARTBEAT, now, now, pack({
+            "time_ns": now, "spool": self.spool.stats(), "link": self.sender.stats(),
+            "values_total": self.counters["values"] + self.collector.pending(),
+        }))
+        self.counters["heartbeat_frames"] += 1
+
+    async def _flush_loop(self, stop: asyncio.Event) -> None:
+        interval = self.cfg.agent.flush_interval_ms / 1000
+        next_hb = time.monotonic()
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+            if time.monotonic() >= next_hb:
+                self._append_heartbeat()
+                next_hb += HEARTBEAT_EVERY_S
+            await self.flush()
+
+    # -- status ---------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        now_ns = time.time_ns()
+        mono = time.monotonic()
+        total = self.counters["values"] + self.collector.pending()
+        when, then, rate = self._rate
+        if mono - when >= 1.0:
+            rate = (total - then) / (mono - when)
+            self._rate = (mono, total, rate)
+        return {
+            "agent": {"site": self.cfg.site.name, "version": __version__, "started_ns": self.started_ns,
+                      "now_ns": now_ns, "session_id": self.spool.session_id},
+            "sources": [s.state for s in self.sessions],
+            "tags": self.collector.latest(),
+            "spool": self.spool.stats(),
+            "link": self.sender.stats(),
+            "rates": {"values_per_s": rate},
+            "counters": dict(self.counters),
+            "events": list(self.events)[-50:],
+        }
+
+    def final_stats(self) -> dict[str, Any]:
+        c = dict(self.counters)
+        c["raw_bytes"] = c["values"] * RAW_SAMPLE_BYTES
+        c["compression_ratio"] = c["raw_bytes"] / c["data_payload_bytes"] if c["data_payload_bytes"] else 0.0
+        return {"counters": c, "spool": self.spool.stats(), "link": self.sender.stats(),
+                "sources": [s.state for s in self.sessions]}
+
+    # -- lifecycle ------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> dict[str, Any]:
+        status = StatusServer(str(self.cfg.agent.status_socket), self.snapshot)
+        await status.start()
+        tasks = [asyncio.create_task(s.run(), name=f"source:{s.source.name}") for s in self.sessions]
+        flusher = asyncio.create_task(self._flush_loop(stop), name="flush")
+        try:
+            await stop.wait()
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await flusher
+            await self.flush()
+            await self._drain()
+            await asyncio.to_thread(self.sender.stop)
+            stats = self.final_stats()
+            self.spool.close()
+            await status.close()
+        return stats
+
+    async def _drain(self) -> None:
+        """Give the sender time to put everything durable on the link."""
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while not self.sender.idle() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+
+def run_agent(cfg: AgentConfig, stats_out: Path | None = None) -> int:
+    async def main() -> dict[str, Any]:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        agent = Agent(cfg)
+        print(f"tidegate agent: site {cfg.site.name!r}, {len(cfg.sources)} sources, spool "
+              f"{cfg.spool.path}, link {cfg.link.target}, status {cfg.agent.status_socket}",
+              file=sys.stderr, flush=True)
+        return await agent.run(stop)
+
+    stats = asyncio.run(main())
+    if stats_out is not None:
+        tmp = stats_out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(stats, indent=2, default=str))
+        os.replace(tmp, stats_out)
+    return 0
