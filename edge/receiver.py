@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -31,7 +32,11 @@ class Receiver:
     def __init__(self, cfg: ReceiverConfig) -> None:
         self.cfg = cfg
         self.spool = _core.Spool(str(cfg.receiver.spool), 0)
-        self.writer = DatasetWriter(cfg.receiver.datasets, cfg.site.name, cfg.receiver.batch_seconds)
+        # The writer's identity in the site's claim: this host and this IT spool (the
+        # batches' LSN ranges refer to it), so a second receiver of the site is refused.
+        self.writer = DatasetWriter(cfg.receiver.datasets, cfg.site.name, cfg.receiver.batch_seconds,
+                                    storage_options=cfg.receiver.s3.storage_options(),
+                                    owner=f"{socket.gethostname()}:{Path(cfg.receiver.spool).resolve()}")
         self.link = _core.DiodeReceiver(cfg.receiver.bind, self.spool)
         self.counters = {"frames": 0, "data_frames": 0, "values": 0, "meta_frames": 0,
                          "gap_frames": 0, "heartbeat_frames": 0, "event_frames": 0,
