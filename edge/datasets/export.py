@@ -77,10 +77,11 @@ def export(root: Root, out: str | os.PathLike[str], *, site: str | None = None,
     fmt = format_for(path, fmt)
     if start_ns is not None and end_ns is not None and end_ns <= start_ns:
         raise ValueError(f"--end {L.iso_ns(end_ns)} is not after --start {L.iso_ns(start_ns)}")
-    batches = [b for b in list_batches(root, site)
-               if (start_ns is None or b.window_end_ns > start_ns) and (end_ns is None or b.window_start_ns < end_ns)]
-    catalog = _catalog(batches)
+    every = list_batches(root, site)
+    catalog = _catalog(every)  # tags are named from every batch; a range may hold none of their samples
     selected = _select(catalog, tags, site)
+    batches = [b for b in every
+               if (start_ns is None or b.window_end_ns > start_ns) and (end_ns is None or b.window_start_ns < end_ns)]
     value_dtype = _common_dtype([catalog[k] for k in selected])
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     rows = 0
@@ -115,7 +116,7 @@ def _select(catalog: dict[tuple[str, str], dict[str, Any]], patterns: list[str] 
     keys = sorted(catalog)
     if not keys:
         where = f"site {site!r}" if site else "any site"
-        raise ValueError(f"no published samples for {where} in that time range")
+        raise ValueError(f"no published batches for {where}")
     if not patterns:
         return keys
     chosen: set[tuple[str, str]] = set()
