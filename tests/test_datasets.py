@@ -448,3 +448,33 @@ def test_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="spool order"):
         w.add(ColumnBatch.empty(), 4)
     assert w.published_lsn() == 5
+
+
+def test_values_at_gives_every_tag_as_of_an_instant(tmp_path: Path) -> None:
+    from edge.datasets import values_at
+
+    tags = catalog(["Double", "String", "UInt64", "Boolean"])
+    w = DatasetWriter(tmp_path, SITE, 3600)
+    w.set_catalog(tags)
+    # Hour 1: every tag; hour 2: only the Double (the others did not change).
+    w.add(frame(tags, [(0, W0 + 10 * S, 0, GOOD, 1.0, 0), (1, W0 + 20 * S, 0, GOOD, "a", 0),
+                       (2, W0 + 30 * S, 0, BAD, 2**64 - 1, 0), (3, W0 + 40 * S, 0, GOOD, True, 0),
+                       (0, W0 + HOUR - S, 0, GOOD, 2.0, 0)]), 0)
+    w.add(frame(tags, [(0, W0 + HOUR + 5 * S, 0, GOOD, 3.0, 0), (0, W0 + HOUR + 50 * S, 0, GOOD, 4.0, 0)]), 1)
+    w.flush()
+    w.add(frame(tags, [(0, W0 + HOUR + 7 * S, 0, UNCERTAIN, 3.5, 0)]), 2)  # late batch of hour 2
+    w.flush()
+    at = W0 + HOUR + 10 * S
+    snap = values_at(tmp_path, SITE, at)
+    assert snap["tag"].values.tolist() == sorted(t.name for t in tags)
+    got = {n: (v, int(t.astype(np.int64)), s) for n, v, t, s in zip(
+        snap["tag"].values, snap["value"].values, snap["time"].values, snap["status"].values)}
+    assert got[tags[0].name] == (3.5, W0 + HOUR + 7 * S, UNCERTAIN)  # from the late batch
+    assert got[tags[1].name] == ("a", W0 + 20 * S, GOOD)  # looked back into hour 1
+    assert got[tags[2].name] == (2**64 - 1, W0 + 30 * S, BAD)  # exact, own type
+    assert got[tags[3].name][0] is True
+    assert float(snap["age_s"].sel(tag=tags[1].name)) == 3600 + 10 - 20
+    one = values_at(tmp_path, SITE, W0 + 5 * S, tags=[tags[0].name])
+    assert one["value"].values.tolist() == [None] and np.isnat(one["time"].values[0])
+    with pytest.raises(KeyError, match="nope"):
+        values_at(tmp_path, SITE, at, tags=["nope"])

@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import zarr
-from zarr.codecs import ZstdCodec
 from zarr.core.group import AsyncGroup
 from zarr.core.sync import sync
 from zarr.core.buffer import Buffer
@@ -37,6 +36,7 @@ from zarr.storage import MemoryStore
 
 from edge import __version__
 from edge.datasets import layout as L
+from edge.datasets.encoding import Encoding
 from edge.datasets.storage import Storage, default_owner, open_storage
 from edge.model import (
     FLOAT_TYPES,
@@ -48,7 +48,6 @@ from edge.model import (
     decode_values,
 )
 
-ZSTD_LEVEL = 3
 DEFAULT_LATENESS_S = 60.0
 
 _I64 = npt.NDArray[np.int64]
@@ -100,7 +99,8 @@ class DatasetWriter:
 
     def __init__(self, root: str | os.PathLike[str] | Storage, site: str, batch_seconds: int = 3600,
                  *, lateness_seconds: float = DEFAULT_LATENESS_S, fsync: bool = True,
-                 storage_options: Mapping[str, Any] | None = None, owner: str | None = None) -> None:
+                 storage_options: Mapping[str, Any] | None = None, owner: str | None = None,
+                 encoding: Encoding | None = None) -> None:
         """`root`: a directory, or an s3://bucket/prefix URL (`storage_options`: endpoint,
         region, allow_http...; credentials from the usual AWS environment variables).
         `owner` names this writer in the site's claim (default: the host name): a
@@ -109,6 +109,7 @@ class DatasetWriter:
             raise ValueError(f"site {site!r}: use letters, digits, '.', '_' and '-' only")
         if batch_seconds <= 0 or L.DAY_S % batch_seconds:
             raise ValueError(f"batch_seconds {batch_seconds}: must divide a day (86400 s) evenly")
+        self.encoding = encoding or Encoding()
         self.storage = open_storage(root, storage_options)
         self.root = self.storage.url
         self.site = site
@@ -448,7 +449,7 @@ class DatasetWriter:
             starts, ends = [], []
             keys = np.empty(0, np.int32)
 
-        comp = ZstdCodec(level=ZSTD_LEVEL)
+        comp = self.encoding
         tag_table: list[dict[str, Any]] = []
         nodes: list[tuple[str, dict[str, Any], list[tuple[str, npt.NDArray[Any], dict[str, Any]]]]] = []
         used: set[str] = set()
@@ -590,7 +591,7 @@ def _gap_columns(gaps: list[_Gap]) -> list[tuple[str, npt.NDArray[Any], dict[str
 
 async def _build_tree(store: MemoryStore, attrs: dict[str, Any],
                       nodes: list[tuple[str, dict[str, Any], list[tuple[str, npt.NDArray[Any], dict[str, Any]]]]],
-                      comp: ZstdCodec) -> None:
+                      comp: Encoding) -> None:
     """Build the batch group (subgroups and arrays concurrently), then consolidate it.
 
     In memory: zarr's per-key overhead on a LocalStore is a thread hop per key,
@@ -611,7 +612,7 @@ async def _build_tree(store: MemoryStore, attrs: dict[str, Any],
     await zarr.api.asynchronous.consolidate_metadata(store)
 
 
-async def _arr(g: AsyncGroup, name: str, data: npt.NDArray[Any], comp: ZstdCodec,
+async def _arr(g: AsyncGroup, name: str, data: npt.NDArray[Any], comp: Encoding,
                attrs: dict[str, Any], dim: str) -> None:
     n = int(data.shape[0])
     fill: Any
@@ -622,7 +623,7 @@ async def _arr(g: AsyncGroup, name: str, data: npt.NDArray[Any], comp: ZstdCodec
         dtype, fill = data.dtype, float("nan")
     else:
         dtype, fill = data.dtype, 0
-    a = await g.create_array(name, shape=(n,), dtype=dtype, chunks=(max(n, 1),), compressors=comp,
+    a = await g.create_array(name, shape=(n,), dtype=dtype, chunks=comp.chunks(n), compressors=comp.compressors(data.dtype),
                              fill_value=fill, dimension_names=[dim], attributes=attrs)
     if n:
         await a.setitem(slice(None), data)
