@@ -58,12 +58,12 @@ def _cmd_receive(args: argparse.Namespace) -> int:
     from edge.config import load_receiver_config
     from edge.receiver import run_receiver
 
-    from edge.datasets.storage import SiteClaimedError
+    from edge.datasets.storage import SiteClaimedError, StoreError
 
     cfg = load_receiver_config(args.config)
     try:
         return run_receiver(cfg, stats_out=Path(args.stats_out) if args.stats_out else None)
-    except (SiteClaimedError, ImportError) as e:
+    except (SiteClaimedError, StoreError, ImportError) as e:
         raise UsageError(f"[receiver] datasets: {e}") from None
 
 
@@ -107,6 +107,15 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
+    from edge.datasets.storage import StoreError
+
+    try:
+        return _datasets(args)
+    except StoreError as e:  # bucket missing, endpoint down, access denied
+        raise UsageError(f"ROOT: {e}") from None
+
+
+def _datasets(args: argparse.Namespace) -> int:
     from edge import datasets
     from edge.datasets.storage import Storage, is_url, open_storage
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -254,3 +255,55 @@ def test_demo_chain_lands_every_value_in_s3(s3: str, s3_endpoint: str, tmp_path:
     assert 1 <= len(bs) <= 2 and all(b.path.startswith(s3) for b in bs)
     ds = open_tag(s3, "demo-plant", bs[0].tags[0])
     assert np.issubdtype(ds["time"].dtype, np.datetime64) and ds.attrs["site"] == "demo-plant"
+
+
+def test_store_errors_are_one_line_and_publication_retries(s3: str, s3_endpoint: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from edge.datasets.storage import StoreError
+
+    # A bucket that does not exist: the CLI says so on one line, exit 2.
+    assert cli_main(["datasets", "list", "s3://no-such-bucket/x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tidegate datasets: ROOT: s3://no-such-bucket/x: cannot") and err.count("\n") == 1
+    # The store goes away mid-run: publication fails whole, the window stays pending,
+    # and publishes once the store is back, with nothing lost or doubled.
+    tags = catalog(["Double"])
+    w = DatasetWriter(s3, SITE, 3600)
+    w.set_catalog(tags)
+    w.add(frame(tags, [(0, T0, T0, GOOD, 1.0, 0)]), 0)
+    real = w.storage
+    w.storage = open_storage("s3://no-such-bucket/x")
+    with pytest.raises(StoreError, match="no-such-bucket"):
+        w.flush()
+    assert w.published_lsn() == -1 and w.pending_samples() == 1
+    w.storage = real
+    [url] = w.flush()
+    assert w.published_lsn() == 0 and [b.path for b in list_batches(s3)] == [url]
+
+
+def test_receiver_keeps_running_while_the_store_is_down(s3: str, tmp_path: Path) -> None:
+    from edge.config import receiver_config_from_dict
+    from edge.demo import free_port
+    from edge.receiver import Receiver
+
+    cfg = receiver_config_from_dict({"site": {"name": SITE}, "receiver": {
+        "bind": f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}", "spool": str(tmp_path / "spool"), "datasets": s3}})
+    rx = Receiver(cfg)
+    try:
+        tags = catalog(["Double"])
+        rx.writer.set_catalog(tags)
+        rx.writer.lateness_ns = 0  # a window is due as soon as it ends
+        rx.writer.add(frame(tags, [(0, T0, T0, GOOD, 1.0, 0)]), 0)
+        real, rx.writer.storage = rx.writer.storage, open_storage("s3://no-such-bucket/x")
+        rx.publish()  # the window is long due: publication is tried, fails, is logged
+        assert rx.counters["publish_errors"] == 1 and rx.writer.pending_samples() == 1
+        rx.publish()  # within the back-off: not retried yet
+        assert rx.counters["publish_errors"] == 1
+        rx.writer.storage = real
+        rx._publish_retry_at = 0.0  # the back-off has passed
+        rx.publish()
+        assert rx.writer.pending_samples() == 0 and len(list_batches(s3, SITE)) == 1
+        assert rx.spool.get_cursor("zarr") == 1
+    finally:
+        rx.link.stop()
+        rx.spool.close()

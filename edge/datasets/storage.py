@@ -21,6 +21,7 @@ misconfigured second receiver of the same site cannot interleave batches.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -28,7 +29,7 @@ import shutil
 import socket
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -44,6 +45,10 @@ _URL_RE = re.compile(r"^[a-z][a-z0-9+.-]*://")
 
 class SiteClaimedError(ValueError):
     """Another writer owns this site in this store."""
+
+
+class StoreError(OSError):
+    """The object store failed (unreachable, denied, no such bucket...): one line, with the URL."""
 
 
 def default_owner() -> str:
@@ -319,17 +324,20 @@ class ObjectStorage(Storage):
         return sorted(dirs), sorted(files)
 
     def list_dirs(self, key: str) -> list[str]:
-        return [d for d in self._list(key)[0] if not d.startswith(".")]
+        with self._errors("list"):
+            return [d for d in self._list(key)[0] if not d.startswith(".")]
 
     def list_published(self, site: str, day: str) -> list[str]:
-        _, files = self._list(f"{site}/{day}")
+        with self._errors("list"):
+            _, files = self._list(f"{site}/{day}")
         names = (f[: -len(MANIFEST_SUFFIX)] for f in files if f.endswith(MANIFEST_SUFFIX))
         return sorted(n for n in names if L.parse_batch_dir(day, n) is not None)
 
     def batch_attrs(self, key: str) -> dict[str, Any]:
         where = self.batch_url(key)
         try:
-            raw = bytes(self._obs.get(self.store, key + MANIFEST_SUFFIX).bytes())
+            with self._errors("read a manifest"):
+                raw = bytes(self._obs.get(self.store, key + MANIFEST_SUFFIX).bytes())
         except FileNotFoundError:
             raise FileNotFoundError(f"{where}: no published batch (no manifest {key}{MANIFEST_SUFFIX})") from None
         return check_format(json.loads(raw), where)
@@ -342,12 +350,17 @@ class ObjectStorage(Storage):
     def claim(self, site: str, owner: str) -> None:
         key = f"{site}/{CLAIM}"
         body = json.dumps({"owner": owner, "claimed": L.iso_ns(time.time_ns())}).encode()
-        try:
-            self._obs.put(self.store, key, body, mode="create")
-        except self._obs.exceptions.AlreadyExistsError:
-            _check_claim(bytes(self._obs.get(self.store, key).bytes()), owner, self.batch_url(key))
+        with self._errors(f"claim site {site!r}"):
+            try:
+                self._obs.put(self.store, key, body, mode="create")
+            except self._obs.exceptions.AlreadyExistsError:
+                _check_claim(bytes(self._obs.get(self.store, key).bytes()), owner, self.batch_url(key))
 
     def scan_and_clean(self, site: str) -> list[tuple[str, str]]:
+        with self._errors(f"list site {site!r}"):
+            return self._scan_and_clean(site)
+
+    def _scan_and_clean(self, site: str) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
         for day in self._list(site)[0]:
             if not L.is_day_dir(day):
@@ -375,15 +388,17 @@ class ObjectStorage(Storage):
 
     def publish(self, site: str, day: str, name_for: Callable[[int], str], files: Mapping[str, Buffer],
                 attrs: dict[str, Any], fsync: bool) -> str:
-        n = 0
-        while self._taken(key := f"{site}/{day}/{name_for(n)}"):
-            n += 1
+        with self._errors("publish a batch"):
+            n = 0
+            while self._taken(key := f"{site}/{day}/{name_for(n)}"):
+                n += 1
         manifest = json.dumps(attrs, separators=(",", ":")).encode()
         try:
-            _run(self._put_batch(key, files))
-            # The publication point: created only if absent, so two writers can never
-            # both publish one name (the claim should already prevent that).
-            self._obs.put(self.store, key + MANIFEST_SUFFIX, manifest, mode="create")
+            with self._errors(f"publish {key}"):
+                _run(self._put_batch(key, files))
+                # The publication point: created only if absent, so two writers can never
+                # both publish one name (the claim should already prevent that).
+                self._obs.put(self.store, key + MANIFEST_SUFFIX, manifest, mode="create")
         except BaseException:
             try:
                 self._delete_prefix(key + "/")
@@ -391,6 +406,17 @@ class ObjectStorage(Storage):
                 pass
             raise
         return self.batch_url(key)
+
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """obstore's errors -> StoreError naming the store, on one line."""
+        try:
+            yield
+        except (self._obs.exceptions.BaseError, OSError) as e:
+            if isinstance(e, (StoreError, FileNotFoundError)):
+                raise
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise StoreError(f"{self.url}: cannot {what}: {first}") from e
 
     async def _put_batch(self, key: str, files: Mapping[str, Buffer]) -> None:
         limit = asyncio.Semaphore(PUT_CONCURRENCY)
