@@ -37,8 +37,9 @@ class Encoding:
         # Variable-length strings are bytes of no fixed width: shuffling them means nothing.
         if self.compressor == "zstd" or dtype == object or dtype.kind in "OTU":
             return ZstdCodec(level=self.level if self.compressor == "zstd" else 3)
-        cname = self.compressor.split("-", 1)[1]
-        return BloscCodec(cname=cname, clevel=self.level, shuffle=self.shuffle, typesize=dtype.itemsize)
+        cname: Any = self.compressor.split("-", 1)[1]  # checked in __post_init__
+        shuffle: Any = self.shuffle
+        return BloscCodec(cname=cname, clevel=self.level, shuffle=shuffle, typesize=dtype.itemsize)
 
     def chunks(self, n: int) -> tuple[int]:
         return (max(min(n, self.chunk_samples) if self.chunk_samples else n, 1),)

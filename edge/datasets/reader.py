@@ -92,11 +92,9 @@ def list_batches(root: Root, site: str | None = None) -> list[BatchInfo]:
     st = open_storage(root)
     out: list[BatchInfo] = []
     for s in ([site] if site is not None else st.list_dirs("")):
-        for day in st.list_dirs(s):
-            if not L.is_day_dir(day):
-                continue
-            for name in st.list_published(s, day):
-                out.append(_batch_info(st, f"{s}/{day}/{name}", s))
+        keys = [f"{s}/{day}/{name}" for day in st.list_dirs(s) if L.is_day_dir(day)
+                for name in st.list_published(s, day)]
+        out += [_batch_info(st, k, s, a) for k, a in zip(keys, st.batch_attrs_many(keys))]
     out.sort(key=lambda b: (b.site, b.window_start_ns, -1 if b.lsn_last is None else b.lsn_last, b.name))
     return out
 
@@ -130,8 +128,8 @@ def find_batch(root: Root, batch: str | os.PathLike[str]) -> BatchInfo:
     raise FileNotFoundError(f"BATCH: no published batch {str(batch)!r} under {st.url}")
 
 
-def _batch_info(st: Storage, key: str, site: str) -> BatchInfo:
-    a = st.batch_attrs(key)
+def _batch_info(st: Storage, key: str, site: str, attrs: dict[str, Any] | None = None) -> BatchInfo:
+    a = st.batch_attrs(key) if attrs is None else attrs
     path = st.batch_url(key)
     gaps = [GapInfo(site=site, batch=path, reason=g["reason"], tags=list(g["tags"]),
                     t_first_ns=int(g["t_first_ns"]), t_last_ns=int(g["t_last_ns"]),

@@ -78,6 +78,9 @@ class Storage(ABC):
     def batch_attrs(self, key: str) -> dict[str, Any]:
         """The root attributes of the published batch at `key` ("site/day/name")."""
 
+    def batch_attrs_many(self, keys: list[str]) -> list[dict[str, Any]]:
+        return [self.batch_attrs(k) for k in keys]
+
     @abstractmethod
     def zarr_store(self, key: str) -> Any:
         """What `xarray.open_zarr` / `zarr.open_group` take for the batch at `key` (read-only)."""
@@ -341,6 +344,25 @@ class ObjectStorage(Storage):
         except FileNotFoundError:
             raise FileNotFoundError(f"{where}: no published batch (no manifest {key}{MANIFEST_SUFFIX})") from None
         return check_format(json.loads(raw), where)
+
+    def batch_attrs_many(self, keys: list[str]) -> list[dict[str, Any]]:
+        """Concurrent GETs: a year of hourly batches is 8760 manifests."""
+        limit = asyncio.Semaphore(PUT_CONCURRENCY)
+
+        async def one(key: str) -> bytes:
+            async with limit:
+                try:
+                    r = await self._obs.get_async(self.store, key + MANIFEST_SUFFIX)
+                    return bytes(await r.bytes_async())
+                except FileNotFoundError:
+                    raise FileNotFoundError(f"{self.batch_url(key)}: no published batch") from None
+
+        async def all_() -> list[bytes]:
+            return list(await asyncio.gather(*(one(k) for k in keys)))
+
+        with self._errors("read manifests"):
+            raws = _run(all_())
+        return [check_format(json.loads(r), self.batch_url(k)) for k, r in zip(keys, raws)]
 
     def zarr_store(self, key: str) -> Any:
         from zarr.storage import ObjectStore
