@@ -427,6 +427,7 @@ def test_cli_text_and_hidden_temp_dirs(tmp_path: Path) -> None:
     table = format_batches_table(bs)
     assert "2025-10-09T08:00:00Z" in table and "4-5" in table and path in table
     assert "1 batches, 2 samples, 1 gaps" in table
+    assert "no (1 gaps)" in table and "08:53:20-08:53:20" in table  # completeness, data span
     text = describe_batch(path)
     for s in ("site     plant-1", "session 1 seq 77..77", "config   v3", tags[0].name, "source_down",
               "xarray.open_zarr"):
@@ -478,3 +479,15 @@ def test_values_at_gives_every_tag_as_of_an_instant(tmp_path: Path) -> None:
     assert one["value"].values.tolist() == [None] and np.isnat(one["time"].values[0])
     with pytest.raises(KeyError, match="nope"):
         values_at(tmp_path, SITE, at, tags=["nope"])
+
+
+def test_a_gap_marks_every_window_it_spans_incomplete(tmp_path: Path) -> None:
+    tags = catalog(["Double"])
+    w = DatasetWriter(tmp_path, SITE, 3600)
+    w.set_catalog(tags)
+    w.add(frame(tags, [(0, W0 + h * HOUR, 0, GOOD, 1.0, 0) for h in range(3)]), 0)
+    w.add_gap("link_loss", [], W0 + HOUR // 2, W0 + HOUR + 5 * S, 3, 9, lsn=1)  # hours 0 and 1
+    w.flush()
+    lines = format_batches_table(list_batches(tmp_path, SITE)).splitlines()[1:4]
+    assert ["no (1 gaps)" in ln for ln in lines] == [True, True, False]
+    assert [len(g.tags) for g in list_gaps(tmp_path, SITE)] == [0]  # recorded once, in hour 0

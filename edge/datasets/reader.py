@@ -289,21 +289,42 @@ def concat_values(arrs: Iterable[npt.NDArray[Any]]) -> npt.NDArray[Any]:
 # -- CLI text -------------------------------------------------------------------------
 
 def format_batches_table(batches: list[BatchInfo]) -> str:
-    """The `tidegate datasets list` table: one line per batch, then totals."""
+    """The `tidegate datasets list` table: one line per batch, then totals.
+
+    SPAN is the source-time range of the batch's samples (UTC, within the
+    window). COMPLETE is "yes" when no gap record of the site (from any batch:
+    a gap is recorded once, in the window where it starts) overlaps the window,
+    else the number of gaps that do.
+    """
     if not batches:
         return "no batches"
-    head = ("SITE", "WINDOW START (UTC)", "LEN", "TAGS", "SAMPLES", "GAPS", "LSN", "PATH")
+    head = ("SITE", "WINDOW START (UTC)", "LEN", "SPAN", "TAGS", "SAMPLES", "GAPS", "COMPLETE", "LSN", "PATH")
+    gaps_by_site: dict[str, list[GapInfo]] = {}
+    for b in batches:
+        gaps_by_site.setdefault(b.site, []).extend(b.gaps)
     rows = [head]
     for b in batches:
         lsn = "-" if b.lsn_first is None else f"{b.lsn_first}-{b.lsn_last}"
         length = f"{(b.window_end_ns - b.window_start_ns) // L.NS_PER_S}s" + (" late" if b.late else "")
-        rows.append((b.site, L.iso_ns(b.window_start_ns), length, str(len(b.tags)), str(b.n_samples),
-                     str(len(b.gaps)), lsn, b.path))
+        first, last = b.attrs.get("time_first_ns"), b.attrs.get("time_last_ns")
+        span = "-" if first is None or last is None else f"{L.iso_ns(first)[11:19]}-{L.iso_ns(last)[11:19]}"
+        hits = sum(1 for g in gaps_by_site[b.site] if _overlaps(g, b.window_start_ns, b.window_end_ns))
+        rows.append((b.site, L.iso_ns(b.window_start_ns), length, span, str(len(b.tags)), str(b.n_samples),
+                     str(len(b.gaps)), "yes" if not hits else f"no ({hits} gaps)", lsn, b.path))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head) - 1)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths)) + "  " + r[-1] for r in rows]
     total = sum(b.n_samples for b in batches)
     lines.append(f"{len(batches)} batches, {total} samples, {sum(len(b.gaps) for b in batches)} gaps")
     return "\n".join(lines)
+
+
+def _overlaps(g: GapInfo, start: int, end: int) -> bool:
+    """A gap with an unknown end (or start) is taken to reach the known one."""
+    lo = g.t_first_ns if g.t_first_ns != NO_TIME else g.t_last_ns
+    hi = g.t_last_ns if g.t_last_ns != NO_TIME else g.t_first_ns
+    if lo == NO_TIME:  # neither end known: recorded in its arrival window
+        return False
+    return lo < end and hi >= start
 
 
 def describe_batch(batch: str | os.PathLike[str] | BatchInfo, root: Root | None = None) -> str:
