@@ -45,7 +45,7 @@ S = 1_000_000_000
 DAY0 = 1_763_942_400 * S  # 2025-11-24T00:00:00Z
 
 VARIANTS: list[tuple[str, Encoding]] = [
-    ("baseline zstd3", Encoding(compressor="zstd", level=3)),
+    ("baseline zstd3 (the default)", Encoding(compressor="zstd", level=3)),
     ("blosc-zstd5 shuffle", Encoding(compressor="blosc-zstd", level=5, shuffle="shuffle")),
     ("blosc-zstd5 bitshuffle", Encoding(compressor="blosc-zstd", level=5, shuffle="bitshuffle")),
     ("blosc-lz4-5 shuffle", Encoding(compressor="blosc-lz4", level=5, shuffle="shuffle")),

@@ -20,8 +20,8 @@ SHUFFLES = ("noshuffle", "shuffle", "bitshuffle")
 
 @dataclass(frozen=True)
 class Encoding:
-    compressor: str = "blosc-zstd"
-    level: int = 5
+    compressor: str = "zstd"
+    level: int = 3
     shuffle: str = "shuffle"  # blosc only: byte shuffle groups the similar high bytes of times and values
     chunk_samples: int = 0  # 0: one chunk per array per batch
 
