@@ -491,3 +491,20 @@ def test_a_gap_marks_every_window_it_spans_incomplete(tmp_path: Path) -> None:
     lines = format_batches_table(list_batches(tmp_path, SITE)).splitlines()[1:4]
     assert ["no (1 gaps)" in ln for ln in lines] == [True, True, False]
     assert [len(g.tags) for g in list_gaps(tmp_path, SITE)] == [0]  # recorded once, in hour 0
+
+
+def test_catalog_fields_added_later_become_attributes(tmp_path: Path) -> None:
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class TagInfoV2(TagInfo):  # e.g. what the lossy codec adds to the catalog
+        error_bound: float | None = None
+
+    t = TagInfoV2(index=0, name="Flow", node_id="ns=2;s=Flow", source="opc.tcp://plc:4840",
+                  data_type="Double", unit="m3/h", error_bound=0.05)
+    w = DatasetWriter(tmp_path, SITE)
+    w.set_catalog([t])
+    w.add(frame([t], [(0, T0, T0, GOOD, 1.0, 0)]), 0)
+    w.flush()
+    ds = open_tag(tmp_path, SITE, "Flow")
+    assert ds.attrs["error_bound"] == 0.05 and ds.attrs["unit"] == "m3/h"

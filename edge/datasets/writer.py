@@ -17,6 +17,7 @@ a replay from the cursor gives neither holes nor duplicates.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import time
@@ -532,6 +533,12 @@ class DatasetWriter:
             a["range_high"] = info.range_high
         if info.range_low is not None and info.range_high is not None:
             a["range"] = [info.range_low, info.range_high]
+        # Catalog fields added later (e.g. the lossy codec's error bound) land as
+        # attributes of the same name, never silently dropped.
+        for f in dataclasses.fields(info):
+            v = getattr(info, f.name)
+            if f.name not in a and f.name not in ("index",) and v is not None and v != "":
+                a[f.name] = v
         return a
 
     def _value_attrs(self, info: TagInfo) -> dict[str, Any]:
