@@ -508,3 +508,15 @@ def test_catalog_fields_added_later_become_attributes(tmp_path: Path) -> None:
     w.flush()
     ds = open_tag(tmp_path, SITE, "Flow")
     assert ds.attrs["error_bound"] == 0.05 and ds.attrs["unit"] == "m3/h"
+
+
+def test_a_site_has_one_writer_on_a_directory_too(tmp_path: Path) -> None:
+    from edge.datasets import SiteClaimedError
+
+    DatasetWriter(tmp_path, SITE, owner="rx-a:/var/lib/it-spool")
+    with pytest.raises(SiteClaimedError, match="rx-a:/var/lib/it-spool"):
+        DatasetWriter(tmp_path, SITE, owner="rx-b:/srv/spool")
+    DatasetWriter(tmp_path, SITE, owner="rx-a:/var/lib/it-spool")  # the owner restarting
+    DatasetWriter(tmp_path, "plant-2", owner="rx-b:/srv/spool")  # another site, same root
+    assert sorted(p.name for p in tmp_path.iterdir()) == [SITE, "plant-2"]
+    assert list_batches(tmp_path) == []  # the claims are not batches
