@@ -12,6 +12,10 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edge.datasets.storage import Storage
 
 EXIT_USAGE = 2
 EXIT_NOT_BUILT = 3
@@ -54,8 +58,13 @@ def _cmd_receive(args: argparse.Namespace) -> int:
     from edge.config import load_receiver_config
     from edge.receiver import run_receiver
 
+    from edge.datasets.storage import SiteClaimedError, StoreError
+
     cfg = load_receiver_config(args.config)
-    return run_receiver(cfg, stats_out=Path(args.stats_out) if args.stats_out else None)
+    try:
+        return run_receiver(cfg, stats_out=Path(args.stats_out) if args.stats_out else None)
+    except (SiteClaimedError, StoreError, ImportError) as e:
+        raise UsageError(f"[receiver] datasets: {e}") from None
 
 
 def _cmd_tui(args: argparse.Namespace) -> int:
@@ -98,20 +107,66 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
-    from edge import datasets
+    from edge.datasets.storage import StoreError
 
-    root = Path(args.root)
-    if not root.is_dir():
-        raise UsageError(f"ROOT: no dataset directory at {root}")
+    try:
+        return _datasets(args)
+    except StoreError as e:  # bucket missing, endpoint down, access denied
+        raise UsageError(f"ROOT: {e}") from None
+
+
+def _datasets(args: argparse.Namespace) -> int:
+    from edge import datasets
+    from edge.datasets.storage import Storage, is_url, open_storage
+
+    if is_url(args.root):
+        if not args.root.startswith("s3://"):
+            raise UsageError(f"ROOT: a directory or an s3://bucket/prefix URL, got {args.root!r}")
+        try:
+            root: Path | Storage = open_storage(args.root, {"endpoint": args.s3_endpoint} if args.s3_endpoint else None)
+        except (ImportError, ValueError) as e:
+            raise UsageError(f"ROOT: {e}") from None
+    else:
+        if args.s3_endpoint:
+            raise UsageError("--s3-endpoint: only for an s3:// ROOT")
+        if not Path(args.root).is_dir():
+            raise UsageError(f"ROOT: no dataset directory at {args.root}")
+        root = Path(args.root)
+    if args.action != "export":
+        for opt in ("tags", "start", "end", "output", "format"):
+            if getattr(args, opt) is not None:
+                raise UsageError(f"--{opt}: only for `datasets export`")
     if args.action == "list":
         print(datasets.format_batches_table(datasets.list_batches(root, site=args.site)))
         return 0
     if args.action == "show":
         if not args.batch:
             raise UsageError("datasets show: BATCH (a path printed by `datasets list`) is required")
-        print(datasets.describe_batch(args.batch))
+        print(datasets.describe_batch(args.batch, root))
         return 0
-    raise UsageError("datasets export: not built yet (issue 7)")
+    return _export(args, root)
+
+
+def _export(args: argparse.Namespace, root: Path | Storage) -> int:
+    from edge.datasets.export import export, parse_time
+
+    if args.batch:
+        raise UsageError(f"datasets export: unexpected argument {args.batch!r} (select with --tags/--start/--end)")
+    if not args.output:
+        raise UsageError("datasets export: --output FILE (.parquet or .csv) is required")
+    out = Path(args.output)
+    if not out.parent.is_dir():
+        raise UsageError(f"--output: no directory {out.parent}")
+    try:
+        start = parse_time(args.start, "--start") if args.start else None
+        end = parse_time(args.end, "--end") if args.end else None
+        tags = [t.strip() for t in args.tags.split(",") if t.strip()] if args.tags else None
+        summary = export(root, out, site=args.site, tags=tags, start_ns=start, end_ns=end,
+                         fmt=args.format)
+    except (ValueError, ImportError) as e:
+        raise UsageError(str(e)) from None
+    print(f"{summary.path}: {summary.rows} rows, {len(summary.tags)} tags, value {summary.value_type}")
+    return 0
 
 
 def _not_built(name: str) -> Callable[[argparse.Namespace], int]:
@@ -165,11 +220,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--receiver", action="store_true", help="the file is a receiver config")
     c.set_defaults(func=_cmd_check)
 
-    ds = sub.add_parser("datasets", help="list and show the zarr batches (IT side)")
+    ds = sub.add_parser("datasets", help="list, show and export the zarr batches (IT side)")
     ds.add_argument("action", choices=["list", "show", "export"])
-    ds.add_argument("root", metavar="ROOT", help="datasets directory")
-    ds.add_argument("batch", metavar="BATCH", nargs="?", help="batch path (show)")
+    ds.add_argument("root", metavar="ROOT",
+                    help="datasets directory, or s3://bucket/prefix (credentials: AWS_* environment)")
+    ds.add_argument("batch", metavar="BATCH", nargs="?", help="batch path, URL or name (show)")
     ds.add_argument("--site", default=None, help="only this site")
+    ds.add_argument("--tags", default=None, help="export: tag names or shell patterns, comma-separated (default all)")
+    ds.add_argument("--start", default=None, help="export: from this time, ISO 8601 (UTC unless it says)")
+    ds.add_argument("--end", default=None, help="export: up to (not including) this time")
+    ds.add_argument("-o", "--output", default=None, help="export: the file to write (.parquet or .csv)")
+    ds.add_argument("--format", default=None, choices=["parquet", "csv"], help="export: default from --output")
+    ds.add_argument("--s3-endpoint", default=None, metavar="URL",
+                    help="S3-compatible endpoint (default: AWS_ENDPOINT_URL, else AWS)")
     ds.set_defaults(func=_cmd_datasets)
 
     s = sub.add_parser("sim", help="run the plant simulator (an OPC UA server) on loopback")

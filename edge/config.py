@@ -117,12 +117,34 @@ class ReceiverSiteConfig:
 
 
 @dataclass(frozen=True)
+class S3Options:
+    """[receiver.s3]: how to reach an S3-compatible store. Credentials never live
+    in the file: the usual AWS environment variables or the instance's role."""
+
+    endpoint: str | None = None  # e.g. "https://s3.example.net" (default: AWS for the region)
+    region: str | None = None
+    allow_http: bool | None = None  # plain-HTTP endpoint (default: only if endpoint is http://)
+
+    def storage_options(self) -> dict[str, Any]:
+        """As `edge.datasets.DatasetWriter(storage_options=...)` takes them."""
+        d: dict[str, Any] = {}
+        if self.endpoint is not None:
+            d["endpoint"] = self.endpoint
+        if self.region is not None:
+            d["region"] = self.region
+        if self.allow_http is not None:
+            d["allow_http"] = self.allow_http
+        return d
+
+
+@dataclass(frozen=True)
 class ReceiverSection:
     bind: str  # "host:port"
     spool: Path
-    datasets: Path
+    datasets: Path | str  # a directory, or an "s3://bucket/prefix" URL (str)
     batch_seconds: int = 3600
     status_socket: Path | None = None
+    s3: S3Options = field(default_factory=S3Options)
 
 
 @dataclass(frozen=True)
@@ -459,14 +481,40 @@ def _receiver(root: _Table) -> ReceiverConfig:
     rt = root.table("receiver")
     bind = rt.req_str("bind", _check_host_port)
     spool = rt.path_("spool", required=True)
-    datasets = rt.path_("datasets", required=True)
+    url = rt.str_("datasets", required=True)
+    datasets: Path | str | None
+    if url is not None and _URL_RE.match(url):
+        if not _S3_URL_RE.match(url):
+            raise rt.error("datasets", f"must be a directory or an s3://bucket[/prefix] URL, got {url!r}")
+        datasets = url.rstrip("/")
+    else:
+        datasets = rt.path_("datasets", required=True)
     assert spool is not None and datasets is not None
+    s3 = _s3_options(rt.table("s3", required=False))
+    if s3 != S3Options() and not isinstance(datasets, str):
+        raise rt.error("s3", "is only for an s3:// datasets URL")
     rx = ReceiverSection(bind=bind, spool=spool, datasets=datasets,
                          batch_seconds=rt.req_int("batch_seconds", 3600, 1, 7 * 86_400),
-                         status_socket=rt.path_("status_socket"))
+                         status_socket=rt.path_("status_socket"), s3=s3)
     rt.done()
     root.done()
     return ReceiverConfig(site=site, receiver=rx, origin=ctx.origin)
+
+
+_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_S3_URL_RE = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^/]+)*/?$")
+
+
+def _s3_options(t: _Table) -> S3Options:
+    endpoint = t.str_("endpoint", check=lambda s: None if re.match(r"^https?://[^/\s]+", s)
+                      else f"must be an http:// or https:// URL, got {s!r}")
+    region = t.str_("region", check=_check_nonempty)
+    t.used.add("allow_http")
+    allow_http = t.d.get("allow_http")
+    if allow_http is not None and not isinstance(allow_http, bool):
+        raise t.error("allow_http", f"must be true or false, got {_kind_name(allow_http)}")
+    t.done()
+    return S3Options(endpoint=endpoint, region=region, allow_http=allow_http)
 
 
 # -- entry points ---------------------------------------------------------------------

@@ -44,6 +44,10 @@ class DemoOptions:
     state_dir: Path | None = None
     seed: int = 1
     out: IO[str] = field(default_factory=lambda: sys.stdout)
+    # Land the datasets in an S3-compatible store instead of <state>/datasets
+    # (credentials from the AWS_* environment, which the receiver inherits).
+    datasets_url: str | None = None
+    s3_endpoint: str | None = None
 
 
 @dataclass
@@ -55,7 +59,7 @@ class DemoSummary:
     link_bytes: int
     data_payload_bytes: int
     compression_ratio: float
-    datasets: Path
+    datasets: Path | str
     missing_examples: list[str]
 
     def lines(self) -> list[str]:
@@ -112,7 +116,8 @@ def _toml_str(s: str) -> str:
     return json.dumps(s)  # a JSON string is a valid TOML basic string
 
 
-def write_configs(state: Path, endpoint: str, udp_port: int, tags: list[Any]) -> tuple[Path, Path]:
+def write_configs(state: Path, endpoint: str, udp_port: int, tags: list[Any],
+                  datasets_url: str | None = None, s3_endpoint: str | None = None) -> tuple[Path, Path]:
     agent = state / "agent.toml"
     lines = [
         "# Written by `tidegate demo`: the simulator's every tag, one source.",
@@ -133,8 +138,9 @@ def write_configs(state: Path, endpoint: str, udp_port: int, tags: list[Any]) ->
         "[site]", 'name = "demo-plant"', "",
         "[receiver]", f'bind = "127.0.0.1:{udp_port}"',
         f"spool = {_toml_str(str(state / 'it-spool'))}",
-        f"datasets = {_toml_str(str(state / 'datasets'))}",
+        f"datasets = {_toml_str(datasets_url or str(state / 'datasets'))}",
         "batch_seconds = 3600", "",
+        *(["[receiver.s3]", f"endpoint = {_toml_str(s3_endpoint)}", ""] if s3_endpoint else []),
     ]))
     return agent, receiver
 
@@ -206,7 +212,7 @@ def _published_samples(published: dict[str, list[tuple[int, Any, int]]],
 
 
 def compare(published: dict[str, list[tuple[int, Any, int]]], sim_tags: list[Any],
-            datasets: Path, site: str) -> tuple[int, int, int, int, list[str]]:
+            datasets: Any, site: str) -> tuple[int, int, int, int, list[str]]:
     """Multiset comparison of (node, source time, value, status) at both ends."""
     from edge.datasets import iter_tag_samples
     from edge.model import SampleFlags
@@ -239,7 +245,8 @@ def run_demo(opts: DemoOptions) -> int:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         tags = sim.call(sim.sim.tags)
-        agent_cfg, receiver_cfg = write_configs(state, sim.sim.endpoint, udp_port, tags)
+        agent_cfg, receiver_cfg = write_configs(state, sim.sim.endpoint, udp_port, tags,
+                                                opts.datasets_url, opts.s3_endpoint)
         logs = [state / "receiver.log", state / "agent.log"]
         procs.append(_spawn(["receive", "--config", str(receiver_cfg),
                              "--stats-out", str(state / "receiver-stats.json")], logs[0]))
@@ -276,11 +283,16 @@ def run_demo(opts: DemoOptions) -> int:
         sim.close()
 
     stats = json.loads((state / "agent-stats.json").read_text())
-    n_src, n_zarr, missing, unexpected, examples = compare(published, tags, state / "datasets", "demo-plant")
+    datasets: Any = state / "datasets"
+    if opts.datasets_url:
+        from edge.datasets.storage import open_storage
+
+        datasets = open_storage(opts.datasets_url, {"endpoint": opts.s3_endpoint} if opts.s3_endpoint else None)
+    n_src, n_zarr, missing, unexpected, examples = compare(published, tags, datasets, "demo-plant")
     c = stats["counters"]
     summary = DemoSummary(n_src, n_zarr, missing, unexpected, int(stats["link"]["bytes_sent"]),
                           int(c["data_payload_bytes"]), float(c["compression_ratio"]),
-                          state / "datasets", examples)
+                          opts.datasets_url or state / "datasets", examples)
     print("\n".join(["", "tidegate demo summary", *summary.lines()]), file=out, flush=True)
     for e in examples:
         print(f"  missing: {e}", file=out)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -25,17 +26,26 @@ READ_BATCH = 512
 POLL_S = 0.1
 # On stop: wait until the link has been quiet this long, so frames in flight land.
 QUIET_S = 1.0
+# After a failed publication (store down, disk full): first pause, and the longest.
+PUBLISH_RETRY_S = 2.0
+PUBLISH_RETRY_MAX_S = 60.0
 
 
 class Receiver:
     def __init__(self, cfg: ReceiverConfig) -> None:
         self.cfg = cfg
         self.spool = _core.Spool(str(cfg.receiver.spool), 0)
-        self.writer = DatasetWriter(cfg.receiver.datasets, cfg.site.name, cfg.receiver.batch_seconds)
+        # The writer's identity in the site's claim: this host and this IT spool (the
+        # batches' LSN ranges refer to it), so a second receiver of the site is refused.
+        self.writer = DatasetWriter(cfg.receiver.datasets, cfg.site.name, cfg.receiver.batch_seconds,
+                                    storage_options=cfg.receiver.s3.storage_options(),
+                                    owner=f"{socket.gethostname()}:{Path(cfg.receiver.spool).resolve()}")
         self.link = _core.DiodeReceiver(cfg.receiver.bind, self.spool)
         self.counters = {"frames": 0, "data_frames": 0, "values": 0, "meta_frames": 0,
                          "gap_frames": 0, "heartbeat_frames": 0, "event_frames": 0,
-                         "bad_payloads": 0, "seq_missing": 0}
+                         "bad_payloads": 0, "seq_missing": 0, "publish_errors": 0}
+        self._publish_retry_at = 0.0
+        self._publish_backoff = 0.0
         self.last_heartbeat: dict[str, Any] = {}
         self._expected_seq: dict[int, int] = {}  # per sender session: the next seq
         self._pos = self.spool.get_cursor(CURSOR)
@@ -110,8 +120,18 @@ class Receiver:
     def publish(self, final: bool = False) -> None:
         if final:
             self.writer.flush()
-        else:
-            self.writer.publish_due(time.time_ns())
+        elif time.monotonic() >= self._publish_retry_at:
+            try:
+                self.writer.publish_due(time.time_ns())
+                self._publish_backoff = 0.0
+            except OSError as e:
+                # Store unreachable, disk full...: the windows stay pending and the
+                # cursor stays put, so nothing is lost; retry with a growing pause.
+                self.counters["publish_errors"] += 1
+                self._publish_backoff = min(max(2 * self._publish_backoff, PUBLISH_RETRY_S), PUBLISH_RETRY_MAX_S)
+                self._publish_retry_at = time.monotonic() + self._publish_backoff
+                print(f"tidegate receive: publishing failed, retrying in {self._publish_backoff:.0f}s: {e}",
+                      file=sys.stderr, flush=True)
         # The cursor is where a restart resumes reading: one past the last frame
         # whose samples are all in published batches.
         done = self.writer.published_lsn()

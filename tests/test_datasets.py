@@ -427,6 +427,7 @@ def test_cli_text_and_hidden_temp_dirs(tmp_path: Path) -> None:
     table = format_batches_table(bs)
     assert "2025-10-09T08:00:00Z" in table and "4-5" in table and path in table
     assert "1 batches, 2 samples, 1 gaps" in table
+    assert "no (1 gaps)" in table and "08:53:20-08:53:20" in table  # completeness, data span
     text = describe_batch(path)
     for s in ("site     plant-1", "session 1 seq 77..77", "config   v3", tags[0].name, "source_down",
               "xarray.open_zarr"):
@@ -448,3 +449,74 @@ def test_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="spool order"):
         w.add(ColumnBatch.empty(), 4)
     assert w.published_lsn() == 5
+
+
+def test_values_at_gives_every_tag_as_of_an_instant(tmp_path: Path) -> None:
+    from edge.datasets import values_at
+
+    tags = catalog(["Double", "String", "UInt64", "Boolean"])
+    w = DatasetWriter(tmp_path, SITE, 3600)
+    w.set_catalog(tags)
+    # Hour 1: every tag; hour 2: only the Double (the others did not change).
+    w.add(frame(tags, [(0, W0 + 10 * S, 0, GOOD, 1.0, 0), (1, W0 + 20 * S, 0, GOOD, "a", 0),
+                       (2, W0 + 30 * S, 0, BAD, 2**64 - 1, 0), (3, W0 + 40 * S, 0, GOOD, True, 0),
+                       (0, W0 + HOUR - S, 0, GOOD, 2.0, 0)]), 0)
+    w.add(frame(tags, [(0, W0 + HOUR + 5 * S, 0, GOOD, 3.0, 0), (0, W0 + HOUR + 50 * S, 0, GOOD, 4.0, 0)]), 1)
+    w.flush()
+    w.add(frame(tags, [(0, W0 + HOUR + 7 * S, 0, UNCERTAIN, 3.5, 0)]), 2)  # late batch of hour 2
+    w.flush()
+    at = W0 + HOUR + 10 * S
+    snap = values_at(tmp_path, SITE, at)
+    assert snap["tag"].values.tolist() == sorted(t.name for t in tags)
+    got = {n: (v, int(t.astype(np.int64)), s) for n, v, t, s in zip(
+        snap["tag"].values, snap["value"].values, snap["time"].values, snap["status"].values)}
+    assert got[tags[0].name] == (3.5, W0 + HOUR + 7 * S, UNCERTAIN)  # from the late batch
+    assert got[tags[1].name] == ("a", W0 + 20 * S, GOOD)  # looked back into hour 1
+    assert got[tags[2].name] == (2**64 - 1, W0 + 30 * S, BAD)  # exact, own type
+    assert got[tags[3].name][0] is True
+    assert float(snap["age_s"].sel(tag=tags[1].name)) == 3600 + 10 - 20
+    one = values_at(tmp_path, SITE, W0 + 5 * S, tags=[tags[0].name])
+    assert one["value"].values.tolist() == [None] and np.isnat(one["time"].values[0])
+    with pytest.raises(KeyError, match="nope"):
+        values_at(tmp_path, SITE, at, tags=["nope"])
+
+
+def test_a_gap_marks_every_window_it_spans_incomplete(tmp_path: Path) -> None:
+    tags = catalog(["Double"])
+    w = DatasetWriter(tmp_path, SITE, 3600)
+    w.set_catalog(tags)
+    w.add(frame(tags, [(0, W0 + h * HOUR, 0, GOOD, 1.0, 0) for h in range(3)]), 0)
+    w.add_gap("link_loss", [], W0 + HOUR // 2, W0 + HOUR + 5 * S, 3, 9, lsn=1)  # hours 0 and 1
+    w.flush()
+    lines = format_batches_table(list_batches(tmp_path, SITE)).splitlines()[1:4]
+    assert ["no (1 gaps)" in ln for ln in lines] == [True, True, False]
+    assert [len(g.tags) for g in list_gaps(tmp_path, SITE)] == [0]  # recorded once, in hour 0
+
+
+def test_catalog_fields_added_later_become_attributes(tmp_path: Path) -> None:
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class TagInfoV2(TagInfo):  # e.g. what the lossy codec adds to the catalog
+        error_bound: float | None = None
+
+    t = TagInfoV2(index=0, name="Flow", node_id="ns=2;s=Flow", source="opc.tcp://plc:4840",
+                  data_type="Double", unit="m3/h", error_bound=0.05)
+    w = DatasetWriter(tmp_path, SITE)
+    w.set_catalog([t])
+    w.add(frame([t], [(0, T0, T0, GOOD, 1.0, 0)]), 0)
+    w.flush()
+    ds = open_tag(tmp_path, SITE, "Flow")
+    assert ds.attrs["error_bound"] == 0.05 and ds.attrs["unit"] == "m3/h"
+
+
+def test_a_site_has_one_writer_on_a_directory_too(tmp_path: Path) -> None:
+    from edge.datasets import SiteClaimedError
+
+    DatasetWriter(tmp_path, SITE, owner="rx-a:/var/lib/it-spool")
+    with pytest.raises(SiteClaimedError, match="rx-a:/var/lib/it-spool"):
+        DatasetWriter(tmp_path, SITE, owner="rx-b:/srv/spool")
+    DatasetWriter(tmp_path, SITE, owner="rx-a:/var/lib/it-spool")  # the owner restarting
+    DatasetWriter(tmp_path, "plant-2", owner="rx-b:/srv/spool")  # another site, same root
+    assert sorted(p.name for p in tmp_path.iterdir()) == [SITE, "plant-2"]
+    assert list_batches(tmp_path) == []  # the claims are not batches

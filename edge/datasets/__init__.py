@@ -13,6 +13,7 @@ from edge.datasets.reader import (
     format_batches_table,
     iter_samples,
     iter_tag_samples,
+    find_batch,
     list_batches,
     list_gaps,
     list_sites,
@@ -20,15 +21,20 @@ from edge.datasets.reader import (
     quality_mask,
     usable,
 )
+from edge.datasets.snapshot import values_at
+from edge.datasets.storage import SiteClaimedError, Storage, open_storage
 from edge.datasets.writer import DatasetWriter
 
 __all__ = [
     "FORMAT",
+    "SiteClaimedError",
+    "Storage",
     "BatchInfo",
     "DatasetWriter",
     "GapInfo",
     "TagSamples",
     "describe_batch",
+    "find_batch",
     "format_batches_table",
     "iso_ns",
     "iter_samples",
@@ -36,9 +42,11 @@ __all__ = [
     "list_batches",
     "list_gaps",
     "list_sites",
+    "open_storage",
     "open_tag",
     "quality_mask",
     "safe_name",
     "severity_name",
     "usable",
+    "values_at",
 ]

@@ -3,9 +3,7 @@ gaps, quality masking, and the text the `tidegate datasets` command prints."""
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -18,6 +16,7 @@ import xarray as xr
 import zarr
 
 from edge.datasets import layout as L
+from edge.datasets.storage import LocalStorage, Storage, open_storage
 from edge.model import NO_TIME
 
 
@@ -52,6 +51,12 @@ class BatchInfo:
     late: bool = False
     config_version: str = ""
     attrs: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    key: str = ""  # "site/day/name" under the datasets root
+    storage: Storage | None = field(default=None, repr=False, compare=False)
+
+    def store(self) -> Any:
+        """What xarray.open_zarr / zarr.open_group take to open this batch (read-only)."""
+        return self.storage.zarr_store(self.key) if self.storage is not None else self.path
 
     def group_of(self, tag_name: str) -> list[str]:
         """The subgroup path(s) of a tag in this batch (two if its catalog entry changed mid-window)."""
@@ -71,82 +76,74 @@ class TagSamples(NamedTuple):
 
 # -- listing -------------------------------------------------------------------
 
-def list_sites(root: str | os.PathLike[str]) -> list[str]:
-    r = Path(root)
-    if not r.is_dir():
-        return []
-    return sorted(d.name for d in r.iterdir() if d.is_dir() and not d.name.startswith("."))
+Root = str | os.PathLike[str] | Storage
 
 
-def list_batches(root: str | os.PathLike[str], site: str | None = None) -> list[BatchInfo]:
+def list_sites(root: Root) -> list[str]:
+    return open_storage(root).list_dirs("")
+
+
+def list_batches(root: Root, site: str | None = None) -> list[BatchInfo]:
     """Every published batch under root (one site or all), by site, window, then LSN.
 
-    Hidden temporary directories (a batch being written, or left by a crash) are
-    never listed.
+    `root` is a directory, an s3://bucket/prefix URL, or a Storage. Batches being
+    written, or left unpublished by a crash, are never listed.
     """
+    st = open_storage(root)
     out: list[BatchInfo] = []
-    for s in ([site] if site is not None else list_sites(root)):
-        sdir = Path(root) / s
-        if not sdir.is_dir():
-            continue
-        for day in sorted(os.listdir(sdir)):
-            if not L.is_day_dir(day) or not (sdir / day).is_dir():
-                continue
-            for name in os.listdir(sdir / day):
-                if L.parse_batch_dir(day, name) is None:
-                    continue
-                path = sdir / day / name
-                if (path / "zarr.json").is_file():
-                    out.append(_batch_info(path, s))
+    for s in ([site] if site is not None else st.list_dirs("")):
+        keys = [f"{s}/{day}/{name}" for day in st.list_dirs(s) if L.is_day_dir(day)
+                for name in st.list_published(s, day)]
+        out += [_batch_info(st, k, s, a) for k, a in zip(keys, st.batch_attrs_many(keys))]
     out.sort(key=lambda b: (b.site, b.window_start_ns, -1 if b.lsn_last is None else b.lsn_last, b.name))
     return out
 
 
-def _batch_info(path: Path, site: str) -> BatchInfo:
-    a = _root_attrs(path)
-    gaps = [GapInfo(site=site, batch=str(path), reason=g["reason"], tags=list(g["tags"]),
+def find_batch(root: Root, batch: str | os.PathLike[str]) -> BatchInfo:
+    """A batch by its path or URL (as `list_batches` prints it), its key
+    `site/day/name`, or its bare name (searched in every site)."""
+    st = open_storage(root)
+    text = str(batch)
+    if isinstance(st, LocalStorage) and Path(text).is_dir():
+        p = Path(text).resolve()
+        try:
+            text = str(p.relative_to(Path(st.url).resolve()))
+        except ValueError:  # a batch outside root: open it where it is
+            if len(p.parts) < 4:
+                raise FileNotFoundError(f"BATCH: no published batch at {batch}") from None
+            st = LocalStorage(p.parents[2])
+            text = "/".join(p.parts[-3:])
+    elif text.startswith(st.url.rstrip("/") + "/"):
+        text = text[len(st.url.rstrip("/")) + 1:]
+    parts = text.strip("/").split("/")
+    if len(parts) == 3 and L.parse_batch_dir(parts[1], parts[2]) is not None:
+        if parts[2] in st.list_published(parts[0], parts[1]):
+            return _batch_info(st, "/".join(parts), parts[0])
+    elif len(parts) == 1 and parts[0]:
+        found = [b for b in list_batches(st) if b.name == parts[0]]
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise FileNotFoundError(f"BATCH: {text!r} names {len(found)} batches; give site/day/name")
+    raise FileNotFoundError(f"BATCH: no published batch {str(batch)!r} under {st.url}")
+
+
+def _batch_info(st: Storage, key: str, site: str, attrs: dict[str, Any] | None = None) -> BatchInfo:
+    a = st.batch_attrs(key) if attrs is None else attrs
+    path = st.batch_url(key)
+    gaps = [GapInfo(site=site, batch=path, reason=g["reason"], tags=list(g["tags"]),
                     t_first_ns=int(g["t_first_ns"]), t_last_ns=int(g["t_last_ns"]),
                     seq_first=g["seq_first"], seq_last=g["seq_last"]) for g in a.get("gaps", [])]
     names = list(dict.fromkeys(t["name"] for t in a.get("tags", [])))
-    return BatchInfo(path=str(path), site=a.get("site", site), name=path.name,
+    return BatchInfo(path=path, site=a.get("site", site), name=key.rsplit("/", 1)[-1],
                      window_start_ns=int(a["window_start_ns"]), window_end_ns=int(a["window_end_ns"]),
                      tags=names, n_samples=int(a.get("n_samples", 0)),
                      lsn_first=a.get("lsn_first"), lsn_last=a.get("lsn_last"), gaps=gaps,
                      late=bool(a.get("late", False)), config_version=str(a.get("config_version", "")),
-                     attrs=a)
+                     attrs=a, key=key, storage=st)
 
 
-_ATTRS_START = re.compile(r'\s*\{\s*"attributes"\s*:\s*')
-
-
-def _root_attrs(path: Path) -> dict[str, Any]:
-    """The batch group's attributes, without parsing the consolidated metadata.
-
-    The root zarr.json also holds the metadata of every array (about 6 kB per
-    tag); zarr writes "attributes" first, so only that object is read and parsed.
-    """
-    attrs: dict[str, Any] | None = None
-    size = 1 << 16
-    with open(path / "zarr.json", "rb") as f:
-        while attrs is None:
-            f.seek(0)
-            head = f.read(size)
-            whole = len(head) < size
-            text = head.decode("utf-8", errors="ignore")
-            m = _ATTRS_START.match(text)
-            if m is None or whole:
-                attrs = json.loads(text if whole else head + f.read()).get("attributes", {})
-                break
-            try:
-                attrs = json.JSONDecoder().raw_decode(text, m.end())[0]
-            except json.JSONDecodeError:
-                size *= 4  # the attributes run past what was read
-    if attrs.get("tidegate_format") != L.FORMAT:
-        raise ValueError(f"{path}: not a tidegate batch (tidegate_format {attrs.get('tidegate_format')!r})")
-    return attrs
-
-
-def list_gaps(root: str | os.PathLike[str], site: str | None = None) -> list[GapInfo]:
+def list_gaps(root: Root, site: str | None = None) -> list[GapInfo]:
     """Every gap record under root, by site and first missing time."""
     gaps = [g for b in list_batches(root, site) for g in b.gaps]
     gaps.sort(key=lambda g: (g.site, g.t_first_ns, g.t_last_ns))
@@ -155,11 +152,11 @@ def list_gaps(root: str | os.PathLike[str], site: str | None = None) -> list[Gap
 
 # -- xarray ----------------------------------------------------------------------
 
-def open_tag(root: str | os.PathLike[str], site: str, tag_name: str,
+def open_tag(root: Root, site: str, tag_name: str,
              batch: str | os.PathLike[str] | BatchInfo | None = None) -> xr.Dataset:
     """One tag as an xarray Dataset (dim `time`: value, status, server_time, flags).
 
-    With `batch` (a path, a BatchInfo, or a batch directory name) only that batch;
+    With `batch` (a BatchInfo, or anything `find_batch` takes) only that batch;
     otherwise every batch of the site, concatenated and sorted by source time.
     Raises KeyError if the tag is in none of them.
     """
@@ -168,22 +165,18 @@ def open_tag(root: str | os.PathLike[str], site: str, tag_name: str,
     elif isinstance(batch, BatchInfo):
         batches = [batch]
     else:
-        p = Path(batch)
-        if not p.is_absolute() and not p.exists():
-            found = [b for b in list_batches(root, site) if b.name == str(batch)]
-            if not found:
-                raise KeyError(f"no batch {str(batch)!r} under {Path(root) / site}")
-            batches = found
-        else:
-            batches = [_batch_info(p, site)]
+        try:
+            batches = [find_batch(root, batch)]
+        except FileNotFoundError as e:
+            raise KeyError(str(e)) from None
     parts: list[xr.Dataset] = []
     sources: list[str] = []
     for b in batches:
         for g in b.group_of(tag_name):
-            parts.append(_open_group(b.path, g))
+            parts.append(_open_group(b, g))
             sources.append(b.path)
     if not parts:
-        raise KeyError(f"tag {tag_name!r} is in no batch of site {site!r} under {root}")
+        raise KeyError(f"tag {tag_name!r} is in no batch of site {site!r} under {open_storage(root).url}")
     if len(parts) == 1:
         ds = parts[0]
     else:
@@ -195,10 +188,10 @@ def open_tag(root: str | os.PathLike[str], site: str, tag_name: str,
     return ds
 
 
-def _open_group(path: str, group: str) -> xr.Dataset:
+def _open_group(b: BatchInfo, group: str) -> xr.Dataset:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=RuntimeWarning)
-        ds: xr.Dataset = xr.open_zarr(path, group=group, chunks=None, consolidated=True).load()
+        ds: xr.Dataset = xr.open_zarr(b.store(), group=group, chunks=None, consolidated=True).load()
     return ds
 
 
@@ -229,27 +222,23 @@ def usable(ds: xr.Dataset, allow_uncertain: bool = False) -> xr.DataArray:
 
 # -- raw samples ------------------------------------------------------------------
 
-def iter_tag_samples(root: str | os.PathLike[str], site: str | None = None) -> Iterator[tuple[str, TagSamples]]:
+def iter_tag_samples(root: Root, site: str | None = None) -> Iterator[tuple[str, TagSamples]]:
     """(tag name, TagSamples) per site and tag, across every batch, by source time.
 
     Samples without a source timestamp come last; equal times keep batch and
     arrival order. Read with zarr directly: exact int64 times, no CF decoding.
     """
-    for s in ([site] if site is not None else list_sites(root)):
+    st = open_storage(root)
+    for s in ([site] if site is not None else list_sites(st)):
         parts: dict[str, list[tuple[npt.NDArray[Any], ...]]] = {}
-        for b in list_batches(root, s):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                g = zarr.open_group(b.path, mode="r", use_consolidated=True)
-                for t in b.attrs.get("tags", []):
-                    sub = g[t["group"]]
-                    assert isinstance(sub, zarr.Group)
-                    parts.setdefault(t["name"], []).append(tuple(
-                        np.asarray(_array(sub, n)[:]) for n in ("time", "value", "status", "server_time", "flags")))
+        for b in list_batches(st, s):
+            g = open_batch_group(b)
+            for t in b.attrs.get("tags", []):
+                parts.setdefault(t["name"], []).append(read_columns(g, t["group"]))
         for name in sorted(parts):
             cols = list(zip(*parts[name]))
             src = np.concatenate(cols[0]).astype(np.int64)
-            values = _concat_values(cols[1])
+            values = concat_values(cols[1])
             status = np.concatenate(cols[2]).astype(np.uint32)
             srv = np.concatenate(cols[3]).astype(np.int64)
             flags = np.concatenate(cols[4]).astype(np.uint8)
@@ -257,7 +246,7 @@ def iter_tag_samples(root: str | os.PathLike[str], site: str | None = None) -> I
             yield name, TagSamples(src[order], values[order], status[order], srv[order], flags[order], s)
 
 
-def iter_samples(root: str | os.PathLike[str], site: str | None = None) -> Iterator[
+def iter_samples(root: Root, site: str | None = None) -> Iterator[
         tuple[str, tuple[npt.NDArray[np.int64], npt.NDArray[Any], npt.NDArray[np.uint32]]]]:
     """(tag name, (source_ns, values, status)) per tag; see iter_tag_samples.
 
@@ -267,13 +256,32 @@ def iter_samples(root: str | os.PathLike[str], site: str | None = None) -> Itera
         yield name, (t.source_ns, t.values, t.status)
 
 
+COLUMNS = ("time", "value", "status", "server_time", "flags")
+
+
+def open_batch_group(b: BatchInfo) -> zarr.Group:
+    """The batch's zarr group, read-only, from its consolidated metadata (one read)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zarr: consolidated metadata is not in the v3 spec yet
+        return zarr.open_group(b.store(), mode="r", use_consolidated=True)
+
+
+def read_columns(g: zarr.Group, group: str) -> tuple[npt.NDArray[Any], ...]:
+    """One tag group's COLUMNS as stored: int64 times, natural-dtype values, ..."""
+    sub = g[group]
+    assert isinstance(sub, zarr.Group)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return tuple(np.asarray(_array(sub, n)[:]) for n in COLUMNS)
+
+
 def _array(g: zarr.Group, name: str) -> zarr.Array[Any]:
     a = g[name]
     assert isinstance(a, zarr.Array)
     return a
 
 
-def _concat_values(arrs: Iterable[npt.NDArray[Any]]) -> npt.NDArray[Any]:
+def concat_values(arrs: Iterable[npt.NDArray[Any]]) -> npt.NDArray[Any]:
     fixed = [np.asarray(a, dtype=object) if a.dtype.kind in "OTU" else a for a in arrs]
     return np.concatenate(fixed) if fixed else np.empty(0)
 
@@ -281,16 +289,28 @@ def _concat_values(arrs: Iterable[npt.NDArray[Any]]) -> npt.NDArray[Any]:
 # -- CLI text -------------------------------------------------------------------------
 
 def format_batches_table(batches: list[BatchInfo]) -> str:
-    """The `tidegate datasets list` table: one line per batch, then totals."""
+    """The `tidegate datasets list` table: one line per batch, then totals.
+
+    SPAN is the source-time range of the batch's samples (UTC, within the
+    window). COMPLETE is "yes" when no gap record of the site (from any batch:
+    a gap is recorded once, in the window where it starts) overlaps the window,
+    else the number of gaps that do.
+    """
     if not batches:
         return "no batches"
-    head = ("SITE", "WINDOW START (UTC)", "LEN", "TAGS", "SAMPLES", "GAPS", "LSN", "PATH")
+    head = ("SITE", "WINDOW START (UTC)", "LEN", "SPAN", "TAGS", "SAMPLES", "GAPS", "COMPLETE", "LSN", "PATH")
+    gaps_by_site: dict[str, list[GapInfo]] = {}
+    for b in batches:
+        gaps_by_site.setdefault(b.site, []).extend(b.gaps)
     rows = [head]
     for b in batches:
         lsn = "-" if b.lsn_first is None else f"{b.lsn_first}-{b.lsn_last}"
         length = f"{(b.window_end_ns - b.window_start_ns) // L.NS_PER_S}s" + (" late" if b.late else "")
-        rows.append((b.site, L.iso_ns(b.window_start_ns), length, str(len(b.tags)), str(b.n_samples),
-                     str(len(b.gaps)), lsn, b.path))
+        first, last = b.attrs.get("time_first_ns"), b.attrs.get("time_last_ns")
+        span = "-" if first is None or last is None else f"{L.iso_ns(first)[11:19]}-{L.iso_ns(last)[11:19]}"
+        hits = sum(1 for g in gaps_by_site[b.site] if _overlaps(g, b.window_start_ns, b.window_end_ns))
+        rows.append((b.site, L.iso_ns(b.window_start_ns), length, span, str(len(b.tags)), str(b.n_samples),
+                     str(len(b.gaps)), "yes" if not hits else f"no ({hits} gaps)", lsn, b.path))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head) - 1)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths)) + "  " + r[-1] for r in rows]
     total = sum(b.n_samples for b in batches)
@@ -298,15 +318,30 @@ def format_batches_table(batches: list[BatchInfo]) -> str:
     return "\n".join(lines)
 
 
-def describe_batch(path: str | os.PathLike[str]) -> str:
-    """The `tidegate datasets show BATCH` text: attributes, per-tag summary, gaps, how to open."""
-    p = Path(path)
-    if not (p / "zarr.json").is_file():
-        raise FileNotFoundError(f"BATCH: no zarr batch at {p}")
-    try:
-        a = _root_attrs(p)
-    except ValueError as e:  # not ours (or not JSON): the CLI prints it as one line
-        raise FileNotFoundError(f"BATCH: {e}") from e
+def _overlaps(g: GapInfo, start: int, end: int) -> bool:
+    """A gap with an unknown end (or start) is taken to reach the known one."""
+    lo = g.t_first_ns if g.t_first_ns != NO_TIME else g.t_last_ns
+    hi = g.t_last_ns if g.t_last_ns != NO_TIME else g.t_first_ns
+    if lo == NO_TIME:  # neither end known: recorded in its arrival window
+        return False
+    return lo < end and hi >= start
+
+
+def describe_batch(batch: str | os.PathLike[str] | BatchInfo, root: Root | None = None) -> str:
+    """The `tidegate datasets show BATCH` text: attributes, per-tag summary, gaps, how to open.
+
+    `batch`: a BatchInfo, or a path/URL/key/name (see `find_batch`) under `root`;
+    without `root`, a local batch directory.
+    """
+    if isinstance(batch, BatchInfo):
+        b = batch
+    else:
+        try:
+            b = find_batch(root if root is not None else Path(batch).parent.parent.parent, batch)
+        except ValueError as e:  # not ours (or not JSON): the CLI prints it as one line
+            raise FileNotFoundError(f"BATCH: {e}") from e
+    a = b.attrs
+    p = b.path
     lines = [
         f"batch    {p}",
         f"site     {a['site']}",
@@ -324,7 +359,7 @@ def describe_batch(path: str | os.PathLike[str]) -> str:
     ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        g = zarr.open_group(str(p), mode="r", use_consolidated=True)
+        g = zarr.open_group(b.store(), mode="r", use_consolidated=True)
         rows = [("TAG", "TYPE", "UNIT", "SAMPLES", "GOOD", "UNCERT", "BAD", "NULL", "FIRST", "LAST", "GROUP")]
         for t in a.get("tags", []):
             sub = g[t["group"]]

@@ -17,20 +17,19 @@ a replay from the cursor gives neither holes nor duplicates.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
-import shutil
 import time
 import warnings
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import zarr
-from zarr.codecs import ZstdCodec
 from zarr.core.group import AsyncGroup
 from zarr.core.sync import sync
 from zarr.core.buffer import Buffer
@@ -38,6 +37,8 @@ from zarr.storage import MemoryStore
 
 from edge import __version__
 from edge.datasets import layout as L
+from edge.datasets.encoding import Encoding
+from edge.datasets.storage import Storage, default_owner, open_storage
 from edge.model import (
     FLOAT_TYPES,
     NO_TIME,
@@ -48,7 +49,6 @@ from edge.model import (
     decode_values,
 )
 
-ZSTD_LEVEL = 3
 DEFAULT_LATENESS_S = 60.0
 
 _I64 = npt.NDArray[np.int64]
@@ -98,20 +98,27 @@ class DatasetWriter:
     One writer per site and root at a time (it owns the temporary directories).
     """
 
-    def __init__(self, root: str | os.PathLike[str], site: str, batch_seconds: int = 3600,
-                 *, lateness_seconds: float = DEFAULT_LATENESS_S, fsync: bool = True) -> None:
+    def __init__(self, root: str | os.PathLike[str] | Storage, site: str, batch_seconds: int = 3600,
+                 *, lateness_seconds: float = DEFAULT_LATENESS_S, fsync: bool = True,
+                 storage_options: Mapping[str, Any] | None = None, owner: str | None = None,
+                 encoding: Encoding | None = None) -> None:
+        """`root`: a directory, or an s3://bucket/prefix URL (`storage_options`: endpoint,
+        region, allow_http...; credentials from the usual AWS environment variables).
+        `owner` names this writer in the site's claim (default: the host name): a
+        writer with another owner is refused the site."""
         if not site or L.safe_name(site) != site:
             raise ValueError(f"site {site!r}: use letters, digits, '.', '_' and '-' only")
         if batch_seconds <= 0 or L.DAY_S % batch_seconds:
             raise ValueError(f"batch_seconds {batch_seconds}: must divide a day (86400 s) evenly")
-        self.root = Path(root)
+        self.encoding = encoding or Encoding()
+        self.storage = open_storage(root, storage_options)
+        self.root = self.storage.url
         self.site = site
         self.batch_seconds = int(batch_seconds)
         self.lateness_ns = int(lateness_seconds * L.NS_PER_S)
         self.fsync = fsync
         self._bns = self.batch_seconds * L.NS_PER_S
-        self.site_dir = self.root / site
-        self.site_dir.mkdir(parents=True, exist_ok=True)
+        self.storage.claim(site, owner or default_owner())
 
         self._catalog: dict[int, TagInfo] | None = None
         self._config_version = ""
@@ -389,69 +396,39 @@ class DatasetWriter:
     # -- internals: disk --------------------------------------------------------
 
     def _cleanup_and_scan(self) -> None:
-        """Remove temporary directories a crash left; learn what is published."""
-        for day in sorted(os.listdir(self.site_dir)):
-            ddir = self.site_dir / day
-            if not ddir.is_dir():
-                continue
-            if day.startswith(L.TMP_PREFIX):
-                shutil.rmtree(ddir, ignore_errors=True)
-                continue
-            if not L.is_day_dir(day):
-                continue
-            for name in os.listdir(ddir):
-                if name.startswith(L.TMP_PREFIX):
-                    shutil.rmtree(ddir / name, ignore_errors=True)
-                    continue
-                info = L.parse_batch_dir(day, name)
-                if info is None:
-                    continue
-                self._published_count[info.window_start_ns] = self._published_count.get(info.window_start_ns, 0) + 1
-                if info.lsn_last is not None:
-                    self._cover(info.lsn_last, info.window_start_ns, info.window_end_ns)
+        """Remove what a crash left unpublished; learn what is published."""
+        for day, name in self.storage.scan_and_clean(self.site):
+            info = L.parse_batch_dir(day, name)
+            assert info is not None
+            self._published_count[info.window_start_ns] = self._published_count.get(info.window_start_ns, 0) + 1
+            if info.lsn_last is not None:
+                self._cover(info.lsn_last, info.window_start_ns, info.window_end_ns)
 
     def _publish(self, start: int) -> str:
         w = self._windows.pop(start)
         lsn_last = self._placed_through()
         lsn_first = min(w.lsns) if w.lsns else lsn_last
-        day_dir = self.site_dir / L.day_dir_name(start)
-        new_day = not day_dir.exists()
-        day_dir.mkdir(parents=True, exist_ok=True)
-        base = L.batch_dir_name(start, self.batch_seconds, lsn_first, lsn_last)
-        tmp = day_dir / f"{L.TMP_PREFIX}{base}-{os.getpid()}-{time.time_ns()}"
         late = self._published_count.get(start, 0) > 0
         try:
-            self._write_group(tmp, w, lsn_first, lsn_last, late)
-            n = 0
-            while True:
-                final = day_dir / L.batch_dir_name(start, self.batch_seconds, lsn_first, lsn_last, n)
-                try:
-                    if final.exists():
-                        raise FileExistsError(final)
-                    os.rename(tmp, final)  # atomic; fails if a batch of that name exists
-                    break
-                except OSError:
-                    if not final.exists():
-                        raise
-                    n += 1
+            files, attrs = self._build_group(w, lsn_first, lsn_last, late)
+            final = self.storage.publish(
+                self.site, L.day_dir_name(start),
+                lambda n: L.batch_dir_name(start, self.batch_seconds, lsn_first, lsn_last, n),
+                files, attrs, self.fsync)
         except BaseException:
-            # Disk full, permissions...: nothing is published, the window stays pending.
-            shutil.rmtree(tmp, ignore_errors=True)
+            # Disk full, permissions, store down...: nothing is published, the window stays pending.
             self._windows[start] = w
             raise
-        if self.fsync:
-            _fsync_dir(day_dir)
-            if new_day:
-                _fsync_dir(self.site_dir)
         self._published_count[start] = self._published_count.get(start, 0) + 1
         if lsn_last is not None:
             self._cover(lsn_last, start, start + self._bns)
         for lsn in w.lsns:
             self._lsn_done(lsn)
-        return str(final)
+        return final
 
-    def _write_group(self, path: Path, w: _Window, lsn_first: int | None, lsn_last: int | None,
-                     late: bool) -> None:
+    def _build_group(self, w: _Window, lsn_first: int | None, lsn_last: int | None,
+                     late: bool) -> tuple[dict[str, Buffer], dict[str, Any]]:
+        """The whole batch group as zarr keys in memory, and its root attributes."""
         n = w.n
         if n:
             keys = np.concatenate(w.keys)
@@ -473,7 +450,7 @@ class DatasetWriter:
             starts, ends = [], []
             keys = np.empty(0, np.int32)
 
-        comp = ZstdCodec(level=ZSTD_LEVEL)
+        comp = self.encoding
         tag_table: list[dict[str, Any]] = []
         nodes: list[tuple[str, dict[str, Any], list[tuple[str, npt.NDArray[Any], dict[str, Any]]]]] = []
         used: set[str] = set()
@@ -529,7 +506,7 @@ class DatasetWriter:
             warnings.simplefilter("ignore")  # zarr: string dtype / consolidated metadata not in the v3 spec yet
             files: dict[str, Buffer] = {}
             sync(_build_tree(MemoryStore(files), attrs, nodes, comp))
-        _dump(files, path, self.fsync)
+        return files, attrs
 
     @staticmethod
     def _decode(info: TagInfo, bits: npt.NDArray[np.uint64], flags: npt.NDArray[np.uint8],
@@ -556,6 +533,12 @@ class DatasetWriter:
             a["range_high"] = info.range_high
         if info.range_low is not None and info.range_high is not None:
             a["range"] = [info.range_low, info.range_high]
+        # Catalog fields added later (e.g. the lossy codec's error bound) land as
+        # attributes of the same name, never silently dropped.
+        for f in dataclasses.fields(info):
+            v = getattr(info, f.name)
+            if f.name not in a and f.name not in ("index",) and v is not None and v != "":
+                a[f.name] = v
         return a
 
     def _value_attrs(self, info: TagInfo) -> dict[str, Any]:
@@ -615,7 +598,7 @@ def _gap_columns(gaps: list[_Gap]) -> list[tuple[str, npt.NDArray[Any], dict[str
 
 async def _build_tree(store: MemoryStore, attrs: dict[str, Any],
                       nodes: list[tuple[str, dict[str, Any], list[tuple[str, npt.NDArray[Any], dict[str, Any]]]]],
-                      comp: ZstdCodec) -> None:
+                      comp: Encoding) -> None:
     """Build the batch group (subgroups and arrays concurrently), then consolidate it.
 
     In memory: zarr's per-key overhead on a LocalStore is a thread hop per key,
@@ -636,35 +619,7 @@ async def _build_tree(store: MemoryStore, attrs: dict[str, Any],
     await zarr.api.asynchronous.consolidate_metadata(store)
 
 
-def _dump(keys: dict[str, Buffer], path: Path, fsync: bool) -> None:
-    """A MemoryStore's keys -> files under `path` (the LocalStore layout), fsynced."""
-    dirs = {path}
-    path.mkdir()
-    for key, buf in keys.items():
-        f = path / key
-        if f.parent not in dirs:
-            f.parent.mkdir(parents=True, exist_ok=True)
-            dirs.update(f.parent.parents)
-            dirs.add(f.parent)
-        fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            _write_all(fd, buf.to_bytes())
-            if fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-    if fsync:
-        for d in sorted((d for d in dirs if d == path or path in d.parents), key=lambda d: -len(d.parts)):
-            _fsync_dir(d)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-async def _arr(g: AsyncGroup, name: str, data: npt.NDArray[Any], comp: ZstdCodec,
+async def _arr(g: AsyncGroup, name: str, data: npt.NDArray[Any], comp: Encoding,
                attrs: dict[str, Any], dim: str) -> None:
     n = int(data.shape[0])
     fill: Any
@@ -675,7 +630,7 @@ async def _arr(g: AsyncGroup, name: str, data: npt.NDArray[Any], comp: ZstdCodec
         dtype, fill = data.dtype, float("nan")
     else:
         dtype, fill = data.dtype, 0
-    a = await g.create_array(name, shape=(n,), dtype=dtype, chunks=(max(n, 1),), compressors=comp,
+    a = await g.create_array(name, shape=(n,), dtype=dtype, chunks=comp.chunks(n), compressors=comp.compressors(data.dtype),
                              fill_value=fill, dimension_names=[dim], attributes=attrs)
     if n:
         await a.setitem(slice(None), data)
@@ -695,11 +650,3 @@ def _gap_dict(g: _Gap) -> dict[str, Any]:
     return {"reason": g.reason, "tags": g.tags, "tag_indexes": g.tag_indexes,
             "t_first_ns": g.t_first_ns, "t_last_ns": g.t_last_ns,
             "seq_first": g.seq_first, "seq_last": g.seq_last}
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
