@@ -24,6 +24,8 @@ Requests
 --------
 ``{"op": "ping"}``      -> ``{"ok": True, "version": str, "protocol": int}``
 ``{"op": "snapshot"}``  -> the snapshot map below
+``{"op": "resend", ...}`` -> re-send a range from the agent's spool
+                           (edge/resend.py: keys, reply and errors)
 anything else           -> ``{"error": "unknown op 'x'"}`` (or another
                            ``{"error": str}`` for a request that is not a map
                            or not msgpack; undecodable input also closes the
@@ -153,9 +155,13 @@ class StatusServer:
         max_clients: int = 64,
         write_timeout: float = 5.0,
         cache_s: float = 0.2,
+        handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
     ) -> None:
         self.path = path
         self._snapshot = snapshot
+        # Further ops (e.g. "resend"): called on the loop with the request map;
+        # a ValueError becomes {"error": its text}.
+        self._handlers = dict(handlers or {})
         self._mode = mode
         self._max_clients = max_clients
         self._write_timeout = write_timeout
@@ -310,6 +316,17 @@ class StatusServer:
             return self._snapshot_bytes()
         if op == "ping":
             return _pack({"ok": True, "version": __version__, "protocol": PROTOCOL})
+        handler = self._handlers.get(op) if isinstance(op, str) else None
+        if handler is not None:
+            try:
+                return _pack(handler(request))
+            except ValueError as e:
+                self.errors += 1
+                return _pack({"error": str(e)})
+            except Exception as e:
+                self.errors += 1
+                log.exception("status op %r failed", op)
+                return _pack({"error": f"{op} failed: {type(e).__name__}: {e}"})
         self.errors += 1
         return _pack({"error": f"unknown op {op!r}"})
 
