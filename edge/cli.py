@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--seq", metavar="FIRST-LAST", help="frame sequence numbers, inclusive (or one N)")
     rs.add_argument("--since", metavar="TIME",
                     help="start of a time range: ISO 8601 (local time unless it has an offset), "
-                         "'now', or -30m / -2h / -1d")
+                         "'now', or relative: --since=-30m / -2h / -1d")
     rs.add_argument("--until", metavar="TIME", help="end of the time range (default: now)")
     rs.add_argument("--config", metavar="FILE", help="agent tag file (to find its status socket)")
     rs.add_argument("--socket", metavar="PATH", help="agent status socket (default /run/tidegate/agent.sock)")
