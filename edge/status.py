@@ -53,7 +53,9 @@ tolerate missing keys and ignore unknown ones)
                   "node_id": str}],        # optional: shown in the TUI detail line
       "spool":  {"frames": int, "bytes": int, "next_lsn": int,
                  "durable_lsn": int,
-                 "capacity_bytes": int},   # optional: enables a fill %
+                 "capacity_bytes": int,    # optional: enables a fill % (0 = unbounded)
+                 ...},                     # fill_permille, oldest_ns, newest_ns, rates,
+                                           # dropped_*/retired_*/gap_frames: docs/spool.md
       "link":   {"frames_sent": int, "bytes_sent": int, "backlog": int,
                  "bytes_per_s": float},    # optional
       "rates":  {"values_per_s": float},

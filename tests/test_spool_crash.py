@@ -105,3 +105,30 @@ def test_kill_9_loses_nothing_reported_durable(tmp_path: Path, mode: str) -> Non
         st = sp.stats()
         sp.close()
         assert st["bytes"] <= BOUND and st["first_lsn"] > 0, st
+
+
+def test_corrupt_record_mid_segment_is_skipped_with_a_gap(tmp_path: Path) -> None:
+    path = tmp_path / "spool"
+    sp = _core.Spool(str(path), 5, segment_bytes=SEGMENT)
+    for lsn in range(200):
+        sp.append(_core.FRAME_DATA, lsn, lsn, payload(lsn))
+    sp.commit()
+    sp.close()
+    first = sorted(path.glob("seg-*.tgs"))[0]
+    data = bytearray(first.read_bytes())
+    # Damage record 3's payload (the frames before it are 52 + len(payload) bytes each).
+    off = sum(_core.HEADER_LEN + len(payload(lsn)) for lsn in range(3)) + _core.HEADER_LEN + 5
+    data[off] ^= 0x55
+    first.write_bytes(bytes(data))
+    sp = _core.Spool(str(path), 5, segment_bytes=SEGMENT)  # opens: no error
+    st = sp.stats()
+    assert st["corrupt_records"] == 1 and st["gap_frames"] == 1 and st["truncated_bytes"] == 0, st
+    entries, _ = sp.read_entries(0, 1000)
+    lsns = [lsn for lsn, _ in entries]
+    assert 3 not in lsns and lsns[:4] == [0, 1, 2, 4] and lsns[-1] == 200
+    gap = decode_gap(_core.parse_frame(entries[-1][1]).payload)
+    assert (gap.reason, gap.seq_first, gap.seq_last, gap.tags) == ("spool_corrupt", 3, 3, [])
+    assert (gap.t_first_ns, gap.t_last_ns) == (2, 4)
+    for lsn, raw in entries[:-1]:
+        assert _core.parse_frame(raw).payload == payload(lsn)
+    sp.close()
