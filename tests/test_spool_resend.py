@@ -136,3 +136,42 @@ def test_parse_helpers() -> None:
     assert parse_seq_range("100-200") == (100, 200) and parse_seq_range(" 7 ") == (7, 7)
     with pytest.raises(ValueError):
         parse_seq_range("1-2-3")
+
+
+def test_running_agent_serves_resend(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The real agent process (its OPC UA source unreachable: it still spools
+    META, HEARTBEAT and EVENT frames) answers `tidegate resend --config`."""
+    import os
+    import signal
+    import subprocess
+
+    from edge.status import fetch_snapshot
+
+    port = free_udp_port()
+    sock = tmp_path / "agent.sock"
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text("\n".join([
+        "[site]", "id = 3", 'name = "x"', "",
+        "[agent]", f'status_socket = "{sock}"', "flush_interval_ms = 100", "",
+        "[spool]", f'path = "{tmp_path / "spool"}"', "commit_interval_ms = 200", "",
+        "[link]", f'target = "127.0.0.1:{port}"', "",
+        "[[sources]]", 'name = "plc"', f'endpoint = "opc.tcp://127.0.0.1:{free_udp_port()}"', "",
+        "[[tags]]", 'source = "plc"', 'node_id = "ns=2;s=X"', 'name = "X"', "",
+    ]))
+    root = Path(__file__).resolve().parent.parent
+    p = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(cfg)], cwd=root,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         env=dict(os.environ, PYTHONPATH=str(root)))
+    try:
+        wait_for("agent spooled and sent 3 frames", lambda: sock.exists()
+                 and fetch_snapshot(str(sock))["link"]["cursor"] >= 3, timeout=60)
+        assert main(["resend", "--config", str(cfg), "--seq", "0-2"]) == 0
+        assert "queued 3 frames (seq 0..2)" in capsys.readouterr().out
+        wait_for("re-sent", lambda: fetch_snapshot(str(sock))["link"]["resent_frames"] >= 3)
+        snap = fetch_snapshot(str(sock))
+        assert any(e["kind"] == "resend" for e in snap["events"])
+        assert snap["spool"]["capacity_bytes"] == 2048 << 20
+    finally:
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err.decode()[-2000:]
