@@ -69,7 +69,9 @@ fn diode_err(e: DiodeError) -> PyErr {
 /// A non-negative, finite number of seconds.
 fn seconds(name: &str, s: f64) -> PyResult<Duration> {
     Duration::try_from_secs_f64(s).map_err(|_| {
-        PyValueError::new_err(format!("{name}: must be a finite number of seconds >= 0, got {s}"))
+        PyValueError::new_err(format!(
+            "{name}: must be a finite number of seconds >= 0, got {s}"
+        ))
     })
 }
 

@@ -177,7 +177,8 @@ fn sender_skips_dropped_frames_and_resends_a_range() {
     let ot = Arc::new(Spool::open_with(ot_dir.path(), 1, None, opts).unwrap());
     // Nothing sent yet and the bound is small: the oldest frames are dropped.
     for i in 0..100u64 {
-        ot.append(Kind::Data, i as i64, i as i64, &[i as u8; 300]).unwrap();
+        ot.append(Kind::Data, i as i64, i as i64, &[i as u8; 300])
+            .unwrap();
     }
     ot.commit().unwrap();
     let first = ot.first_lsn();
@@ -190,7 +191,9 @@ fn sender_skips_dropped_frames_and_resends_a_range() {
     let held = ot.durable_lsn() - first;
     assert_eq!(tx.stats().frames_sent, held, "{:?}", tx.stats());
     assert_eq!(tx.stats().cursor, ot.durable_lsn());
-    wait_for("landed", Duration::from_secs(20), || it.durable_lsn() == held);
+    wait_for("landed", Duration::from_secs(20), || {
+        it.durable_lsn() == held
+    });
     // Re-send: clamped to what the spool holds; the cursor stays.
     assert_eq!(tx.resend(0, first + 3), Some((first, first + 3)));
     assert_eq!(tx.resend(0, first), None);

@@ -98,7 +98,11 @@ impl GapInfo {
 pub fn decode_own(payload: &[u8]) -> Option<GapInfo> {
     let v = rmpv::decode::read_value(&mut &payload[..]).ok()?;
     let map = v.as_map()?;
-    let get = |k: &str| map.iter().find(|(key, _)| key.as_str() == Some(k)).map(|(_, v)| v);
+    let get = |k: &str| {
+        map.iter()
+            .find(|(key, _)| key.as_str() == Some(k))
+            .map(|(_, v)| v)
+    };
     let reason = match get("reason")?.as_str()? {
         REASON_FULL => REASON_FULL,
         REASON_AGE => REASON_AGE,
@@ -116,7 +120,9 @@ pub fn decode_own(payload: &[u8]) -> Option<GapInfo> {
         reason,
         session_id: get("session_id")?.as_u64()?,
         tags,
-        tags_unknown: get("tags_unknown").and_then(|v| v.as_bool()).unwrap_or(false),
+        tags_unknown: get("tags_unknown")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
         times,
         seq: Some((get("seq_first")?.as_u64()?, get("seq_last")?.as_u64()?)),
         frames: get("frames").and_then(|v| v.as_u64()).unwrap_or(0),

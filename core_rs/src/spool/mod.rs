@@ -27,7 +27,6 @@ pub mod options;
 pub mod recover;
 pub mod segment;
 pub mod stats;
-mod trim;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -36,14 +35,17 @@ mod tests_bounds;
 mod tests_group;
 #[cfg(test)]
 mod tests_recover;
+mod trim;
 
 pub use options::SpoolOptions;
-pub use stats::SpoolStats;
 use segment::{RecordLoc, Segment, TimeSpan};
+pub use stats::SpoolStats;
 
 pub const DEFAULT_SEGMENT_BYTES: u64 = 16 << 20;
 pub const META_FILE: &str = "spool.meta";
 pub const LOCK_FILE: &str = "spool.lock";
+/// Frames read with their LSNs, and the LSN to read from next.
+pub type Entries = (Vec<(u64, Vec<u8>)>, u64);
 /// Buffered bytes are written to the segment file once this much piles up.
 const WRITE_BUFFER: usize = 1 << 20;
 
@@ -381,7 +383,12 @@ impl Spool {
 
     /// Scan one segment file, truncate a torn tail of the last one, and place
     /// its records in LSN slots (holes for corrupt records).
-    fn open_segment(dir: &Path, first: u64, next: Option<u64>, inner: &mut Inner) -> Result<Opened> {
+    fn open_segment(
+        dir: &Path,
+        first: u64,
+        next: Option<u64>,
+        inner: &mut Inner,
+    ) -> Result<Opened> {
         let name = segment::segment_name(first);
         let path = dir.join(&name);
         let data =
@@ -403,9 +410,8 @@ impl Spool {
                 .map_err(|e| SpoolError::io(format!("truncate {}", path.display()), e))?;
             inner.counters.truncated_bytes += dropped;
         }
-        let placed = recover::place(first, expected, &scan, data.len() as u64).map_err(|e| {
-            SpoolError::Invalid(format!("{}: {e}", path.display()))
-        })?;
+        let placed = recover::place(first, expected, &scan, data.len() as u64)
+            .map_err(|e| SpoolError::Invalid(format!("{}: {e}", path.display())))?;
         for b in &scan.bad {
             eprintln!(
                 "tidegate spool: {} is corrupt at offset {} ({} bytes, {}); skipping to the next valid frame",
@@ -437,7 +443,11 @@ impl Spool {
             .filter(|h| !known.contains(&(h.lsn, h.count)))
             .cloned()
             .collect();
-        let len = if next.is_none() { scan.valid_len } else { data.len() as u64 };
+        let len = if next.is_none() {
+            scan.valid_len
+        } else {
+            data.len() as u64
+        };
         Ok(Opened {
             seg: Segment {
                 first_lsn: first,
@@ -470,7 +480,10 @@ impl Spool {
                 if h.lsn + h.count <= released {
                     continue; // already sent before it rotted: nothing to tell IT
                 }
-                let g = set.entry(gap::REASON_CORRUPT, if h.seq_known { self.session_id } else { 0 });
+                let g = set.entry(
+                    gap::REASON_CORRUPT,
+                    if h.seq_known { self.session_id } else { 0 },
+                );
                 g.tags_unknown = true;
                 g.times.add(h.times.bounds().0, h.times.bounds().1);
                 if h.seq_known {
@@ -726,7 +739,10 @@ impl Spool {
                 continue;
             }
             inner = match deadline {
-                None => self.durable_cv.wait(inner).unwrap_or_else(|p| p.into_inner()),
+                None => self
+                    .durable_cv
+                    .wait(inner)
+                    .unwrap_or_else(|p| p.into_inner()),
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
@@ -766,11 +782,7 @@ impl Spool {
 
     /// Up to `max_frames` durable (lsn, frame) pairs from `from_lsn`, skipping
     /// LSNs no longer held (dropped or corrupt), and the LSN to read from next.
-    pub fn read_entries(
-        &self,
-        from_lsn: u64,
-        max_frames: usize,
-    ) -> Result<(Vec<(u64, Vec<u8>)>, u64)> {
+    pub fn read_entries(&self, from_lsn: u64, max_frames: usize) -> Result<Entries> {
         let mut plan: Vec<(Arc<File>, u64, RecordLoc)> = Vec::new();
         let next;
         {
@@ -784,7 +796,10 @@ impl Spool {
             let mut lsn = from;
             // Holes count towards a bound on the work done per call.
             let mut budget = max_frames.saturating_mul(4).max(1);
-            while lsn < durable && si < inner.segments.len() && plan.len() < max_frames && budget > 0
+            while lsn < durable
+                && si < inner.segments.len()
+                && plan.len() < max_frames
+                && budget > 0
             {
                 let seg = &mut inner.segments[si];
                 if seg.read_fh.is_none() {
@@ -883,7 +898,13 @@ impl Spool {
         let mut inner = lock(&self.inner);
         inner.rates.tick();
         let cap = self.opts.max_bytes;
-        let pos = |t: i64| if t == i64::MAX || t == i64::MIN { 0 } else { t.max(0) as u64 };
+        let pos = |t: i64| {
+            if t == i64::MAX || t == i64::MIN {
+                0
+            } else {
+                t.max(0) as u64
+            }
+        };
         let oldest = inner
             .segments
             .iter()
@@ -904,7 +925,11 @@ impl Spool {
             durable_lsn: inner.durable_lsn,
             first_lsn: inner.first_lsn(),
             capacity_bytes: cap,
-            fill_permille: if cap > 0 { (inner.bytes.saturating_mul(1000) / cap).min(1000) } else { 0 },
+            fill_permille: inner
+                .bytes
+                .saturating_mul(1000)
+                .checked_div(cap)
+                .map_or(0, |p| p.min(1000)),
             released_lsn: inner.released,
             unreleased_frames: inner.durable_lsn.saturating_sub(released),
             oldest_ns: oldest,

@@ -90,6 +90,12 @@ pub struct Rates {
     pub bytes_per_s: u64,
 }
 
+impl Default for Rates {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Rates {
     pub fn new() -> Self {
         Rates {
@@ -112,7 +118,8 @@ impl Rates {
     pub fn tick(&mut self) {
         let dt = self.at.elapsed().as_secs_f64();
         if dt >= WINDOW_S {
-            self.frames_per_s = ((self.appended_frames - self.frames_then) as f64 / dt).round() as u64;
+            self.frames_per_s =
+                ((self.appended_frames - self.frames_then) as f64 / dt).round() as u64;
             self.bytes_per_s = ((self.appended_bytes - self.bytes_then) as f64 / dt).round() as u64;
             self.at = Instant::now();
             self.frames_then = self.appended_frames;

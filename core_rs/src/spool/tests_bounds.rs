@@ -44,13 +44,19 @@ fn assert_accounted(sp: &Spool, sent: u64) -> Vec<std::collections::BTreeMap<Str
         let p = frame::parse(f).unwrap();
         if p.header.kind == Kind::Gap {
             let g = gap_map(p.payload);
-            let (a, b) = (g["seq_first"].as_u64().unwrap(), g["seq_last"].as_u64().unwrap());
+            let (a, b) = (
+                g["seq_first"].as_u64().unwrap(),
+                g["seq_last"].as_u64().unwrap(),
+            );
             covered.extend(a..=b);
             gaps.push(g);
         }
     }
     for lsn in sent..sp.next_lsn() {
-        assert!(covered.contains(&lsn), "LSN {lsn} neither held nor named in a GAP");
+        assert!(
+            covered.contains(&lsn),
+            "LSN {lsn} neither held nor named in a GAP"
+        );
     }
     gaps
 }
@@ -186,7 +192,9 @@ fn age_bound_drops_old_unsent_segments() {
     sp.append(Kind::Event, 10, 10, b"x").unwrap();
     sp.commit().unwrap();
     let gaps = assert_accounted(&sp, 0);
-    assert!(gaps.iter().all(|g| g["reason"].as_str() == Some("spool_age")));
+    assert!(gaps
+        .iter()
+        .all(|g| g["reason"].as_str() == Some("spool_age")));
     assert!(sp.stats().dropped_frames > 0);
     assert_eq!(sp.stats().segments, 1);
     for i in 0..100u64 {
@@ -207,7 +215,8 @@ fn dropped_gap_frames_are_carried_forward() {
     let td = tempfile::tempdir().unwrap();
     let sp = Spool::open_with(td.path(), 3, None, opts(1024, 2048)).unwrap();
     for i in 0..400u64 {
-        sp.append(Kind::Data, i as i64, i as i64, &data_payload(i).0).unwrap();
+        sp.append(Kind::Data, i as i64, i as i64, &data_payload(i).0)
+            .unwrap();
     }
     sp.commit().unwrap();
     // Many rounds of dropping: GAPs were dropped too, yet every LSN is named.
@@ -220,7 +229,9 @@ fn dropped_gap_frames_are_carried_forward() {
 #[test]
 fn bad_bounds_are_rejected() {
     let td = tempfile::tempdir().unwrap();
-    let e = Spool::open_with(td.path(), 3, None, opts(4096, 5000)).err().unwrap();
+    let e = Spool::open_with(td.path(), 3, None, opts(4096, 5000))
+        .err()
+        .unwrap();
     assert!(e.to_string().contains("at least 2 x segment_bytes"), "{e}");
     let e = Spool::open_with(
         td.path(),
@@ -241,9 +252,14 @@ fn time_range_lookup() {
     let td = tempfile::tempdir().unwrap();
     let sp = Spool::open_with(td.path(), 3, None, opts(1024, 0)).unwrap();
     for i in 0..100i64 {
-        sp.append(Kind::Data, i * 10, i * 10 + 5, &data_payload(i as u64).0).unwrap();
+        sp.append(Kind::Data, i * 10, i * 10 + 5, &data_payload(i as u64).0)
+            .unwrap();
     }
-    assert_eq!(sp.lsn_range_for_time(0, 1000).unwrap(), None, "nothing durable yet");
+    assert_eq!(
+        sp.lsn_range_for_time(0, 1000).unwrap(),
+        None,
+        "nothing durable yet"
+    );
     sp.commit().unwrap();
     assert_eq!(sp.lsn_range_for_time(203, 297).unwrap(), Some((20, 30)));
     assert_eq!(sp.lsn_range_for_time(206, 208).unwrap(), None);

@@ -27,7 +27,9 @@ fn many_appends_share_few_syncs() {
     for i in 0..2000u64 {
         last = sp.append(Kind::Data, 0, 0, &payload(i)).unwrap();
     }
-    assert!(sp.wait_durable(last, Some(Duration::from_secs(20))).unwrap());
+    assert!(sp
+        .wait_durable(last, Some(Duration::from_secs(20)))
+        .unwrap());
     assert_eq!(sp.durable_lsn(), 2000);
     let st = sp.stats();
     assert!(st.commits >= 1 && st.commits < 200, "{st:?}");
@@ -52,7 +54,9 @@ fn wait_durable_times_out_then_succeeds_after_commit() {
     let td = tempfile::tempdir().unwrap();
     let sp = group(td.path(), 3_600_000, 0);
     let lsn = sp.append(Kind::Data, 0, 0, b"x").unwrap();
-    assert!(!sp.wait_durable(lsn, Some(Duration::from_millis(100))).unwrap());
+    assert!(!sp
+        .wait_durable(lsn, Some(Duration::from_millis(100)))
+        .unwrap());
     let waiter = {
         let sp = sp.clone();
         std::thread::spawn(move || sp.wait_durable(lsn, None))
@@ -85,7 +89,10 @@ fn close_wakes_waiters_and_stops_the_committer() {
     std::thread::sleep(Duration::from_millis(50));
     sp.close().unwrap();
     assert!(waiter.join().unwrap().unwrap(), "close commits");
-    assert!(matches!(sp.wait_durable(lsn + 1, None), Err(SpoolError::Closed)));
+    assert!(matches!(
+        sp.wait_durable(lsn + 1, None),
+        Err(SpoolError::Closed)
+    ));
 }
 
 #[test]

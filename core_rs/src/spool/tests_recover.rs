@@ -60,11 +60,17 @@ fn corrupt_record_in_a_sealed_segment_is_skipped_with_a_gap() {
     let (lsn, m) = &g[0];
     assert_eq!(*lsn, 20, "the GAP is appended at the end");
     assert_eq!(m["reason"].as_str(), Some("spool_corrupt"));
-    assert_eq!((m["seq_first"].as_u64(), m["seq_last"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (m["seq_first"].as_u64(), m["seq_last"].as_u64()),
+        (Some(1), Some(1))
+    );
     assert_eq!(m["tags_unknown"].as_bool(), Some(true));
     assert_eq!(m["session_id"].as_u64(), Some(sp.session_id()));
     // The lost record lies between its neighbours' times.
-    assert_eq!((m["t_first_ns"].as_i64(), m["t_last_ns"].as_i64()), (Some(1), Some(20)));
+    assert_eq!(
+        (m["t_first_ns"].as_i64(), m["t_last_ns"].as_i64()),
+        (Some(1), Some(20))
+    );
     drop(sp);
     // Reported once: a second open finds the same hole but writes no new GAP.
     let sp = open(td.path(), 600);
@@ -81,7 +87,10 @@ fn several_damaged_records_keep_exact_lsns() {
     let first = segment_files(td.path()).remove(0);
     let n = segment::scan(&fs::read(&first).unwrap()).records.len();
     assert!(n > 8);
-    let offsets: Vec<usize> = [2, 3, 6].iter().map(|&r| record_offset(&first, r)).collect();
+    let offsets: Vec<usize> = [2, 3, 6]
+        .iter()
+        .map(|&r| record_offset(&first, r))
+        .collect();
     for o in offsets {
         flip(&first, o + 8); // site_id byte: CRC mismatch
     }
@@ -142,10 +151,8 @@ fn it_side_corruption_is_placed_by_count() {
     drop(sp);
     let segs = segment_files(td.path());
     assert!(segs.len() > 3);
-    let second_first: u64 = segment::parse_segment_name(
-        segs[1].file_name().unwrap().to_str().unwrap(),
-    )
-    .unwrap();
+    let second_first: u64 =
+        segment::parse_segment_name(segs[1].file_name().unwrap().to_str().unwrap()).unwrap();
     flip(&segs[0], record_offset(&segs[0], 1) + 20);
     let sp = Spool::open(td.path(), 0, None, 800).unwrap();
     let got = held(&sp);
@@ -154,7 +161,10 @@ fn it_side_corruption_is_placed_by_count() {
     assert_eq!(at.1, before[second_first as usize]);
     let g = gaps(&sp);
     assert_eq!(g.len(), 1);
-    assert!(g[0].1["seq_first"].is_nil(), "seqs unknown on a receiving spool");
+    assert!(
+        g[0].1["seq_first"].is_nil(),
+        "seqs unknown on a receiving spool"
+    );
     // Duplicates of the lost frame are accepted again (it is gone).
     assert!(sp.append_frame(&mk(1)).unwrap());
     assert!(!sp.append_frame(&mk(2)).unwrap());
@@ -190,6 +200,9 @@ fn sealed_segment_with_too_many_records_is_an_error() {
     let name = segs[1].file_name().unwrap().to_str().unwrap().to_owned();
     let first = segment::parse_segment_name(&name).unwrap();
     fs::rename(&segs[1], td.path().join(segment::segment_name(first - 1))).unwrap();
-    let e = Spool::open(td.path(), 3, None, 600).err().unwrap().to_string();
+    let e = Spool::open(td.path(), 3, None, 600)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("but the next segment starts at LSN"), "{e}");
 }

@@ -161,8 +161,11 @@ fn summarize(seg: &Segment, split: usize, reason: &'static str, set: &mut GapSet
                 set.entry(reason, f.header.session_id)
                     .add_frame(&f, u64::from(r.len));
                 if f.header.kind == Kind::Gap {
-                    set.dropped_gaps
-                        .push((f.header.t_first_ns, f.header.t_last_ns, f.payload.to_vec()));
+                    set.dropped_gaps.push((
+                        f.header.t_first_ns,
+                        f.header.t_last_ns,
+                        f.payload.to_vec(),
+                    ));
                 }
             }
             _ => {
