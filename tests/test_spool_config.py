@@ -45,3 +45,15 @@ def test_bad_keys_are_one_line_errors(spool: dict[str, Any], message: str) -> No
     with pytest.raises(ConfigError) as e:
         agent({"path": "/s", **spool})
     assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+def test_bound_larger_than_the_disk_is_warned(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from edge import _core
+
+    sp = _core.Spool(str(tmp_path / "a"), 1, max_bytes=1 << 60)
+    sp.close()
+    err = capfd.readouterr().err
+    assert "warning: max_bytes 1152921504606846976 exceeds" in err and "the disk fills first" in err
+    sp = _core.Spool(str(tmp_path / "b"), 1, segment_bytes=1 << 20, max_bytes=2 << 20)
+    sp.close()
+    assert "warning" not in capfd.readouterr().err

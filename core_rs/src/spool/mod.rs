@@ -378,7 +378,36 @@ impl Spool {
         }
         spool.report_holes(to_report)?;
         spool.trim()?;
+        spool.warn_if_bound_exceeds_disk();
         Ok(spool)
+    }
+
+    /// A byte bound larger than the disk cannot protect it: say so once at
+    /// open (the writes would fail with ENOSPC before the bound is reached).
+    fn warn_if_bound_exceeds_disk(&self) {
+        use std::os::unix::ffi::OsStrExt;
+        if self.opts.max_bytes == 0 {
+            return;
+        }
+        let Ok(c) = std::ffi::CString::new(self.dir.as_os_str().as_bytes()) else {
+            return;
+        };
+        // SAFETY: statvfs fills the struct we pass for a NUL-terminated path.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+            return;
+        }
+        let free = (st.f_bavail as u64).saturating_mul(st.f_frsize as u64);
+        let held = lock(&self.inner).bytes;
+        if self.opts.max_bytes > free.saturating_add(held) {
+            eprintln!(
+                "tidegate spool: warning: max_bytes {} exceeds the {} bytes this spool holds plus the {} free on the disk of {}; lower the bound or the disk fills first",
+                self.opts.max_bytes,
+                held,
+                free,
+                self.dir.display()
+            );
+        }
     }
 
     /// Scan one segment file, truncate a torn tail of the last one, and place

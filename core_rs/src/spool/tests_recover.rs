@@ -221,18 +221,20 @@ fn power_cut_after_the_durable_point_keeps_every_durable_frame() {
         let sp = open(td.path(), seg);
         let n = 5 + rng.below(60);
         for i in 0..n {
-            sp.append(Kind::Data, i as i64, i as i64, &payload(i)).unwrap();
+            sp.append(Kind::Data, i as i64, i as i64, &payload(i))
+                .unwrap();
         }
         let durable = sp.commit().unwrap();
         let committed = sp.read(0, 10_000).unwrap();
         let last = segment_files(td.path()).pop().unwrap();
         let durable_len = fs::metadata(&last).unwrap().len() as usize;
         for i in n..n + 1 + rng.below(30) {
-            sp.append(Kind::Data, i as i64, i as i64, &payload(i)).unwrap();
+            sp.append(Kind::Data, i as i64, i as i64, &payload(i))
+                .unwrap();
         }
         drop(sp); // buffered bytes reach the OS, never synced
-        // The cut: only the last segment written after the sync can suffer
-        // (a roll syncs the segment it seals); later segments may vanish.
+                  // The cut: only the last segment written after the sync can suffer
+                  // (a roll syncs the segment it seals); later segments may vanish.
         let segs = segment_files(td.path());
         let cut_at = segs.iter().position(|p| *p == last).unwrap();
         for later in &segs[cut_at + 1..] {
@@ -267,7 +269,11 @@ fn power_cut_after_the_durable_point_keeps_every_durable_frame() {
         let got = held(&sp);
         for (lsn, f) in &committed.iter().enumerate().collect::<Vec<_>>() {
             let at = got.iter().find(|(l, _)| *l == *lsn as u64);
-            assert_eq!(at.map(|x| &x.1), Some(*f), "round {round}: durable LSN {lsn}");
+            assert_eq!(
+                at.map(|x| &x.1),
+                Some(*f),
+                "round {round}: durable LSN {lsn}"
+            );
         }
         for (_, f) in &got {
             frame::parse(f).unwrap();
