@@ -663,11 +663,7 @@ impl Spool {
             (t_first_ns, t_last_ns),
             |buf| frame::build_into(&spec, payload, buf).map_err(SpoolError::from),
         )?;
-        let over = self.over_bytes(&inner);
-        drop(inner);
-        if over {
-            self.trim()?;
-        }
+        self.after_append(inner);
         Ok(lsn)
     }
 
@@ -692,12 +688,32 @@ impl Spool {
                 Ok(())
             },
         )?;
-        let over = self.over_bytes(&inner);
-        drop(inner);
-        if over {
-            self.trim()?;
-        }
+        self.after_append(inner);
         Ok(true)
+    }
+
+    /// Over the byte bound: the group committer drops segments on its own
+    /// thread (reading them back for the GAP is kept off the appender's
+    /// thread); without one, the appender does it now. Either way the frame
+    /// just appended stays appended; a failing trim is reported, and leaves
+    /// the spool in the failed state if it could not write.
+    fn after_append(&self, inner: MutexGuard<'_, Inner>) {
+        if !self.over_bytes(&inner) {
+            return;
+        }
+        if inner.group_commit {
+            drop(inner);
+            self.committer.kick();
+        } else {
+            drop(inner);
+            self.trim_logged();
+        }
+    }
+
+    fn trim_logged(&self) {
+        if let Err(e) = self.trim() {
+            eprintln!("tidegate spool: applying the bounds: {e}");
+        }
     }
 
     /// Write and fdatasync everything appended so far, then apply the age and
@@ -706,7 +722,7 @@ impl Spool {
     pub fn commit(&self) -> Result<u64> {
         let d = self.commit_sync()?;
         if self.trim_due() {
-            self.trim()?;
+            self.trim_logged();
         }
         Ok(d)
     }

@@ -117,3 +117,29 @@ fn dropping_the_spool_releases_it() {
         }
     }
 }
+
+#[test]
+fn committer_applies_the_byte_bound() {
+    let td = tempfile::tempdir().unwrap();
+    let o = SpoolOptions {
+        segment_bytes: 4096,
+        max_bytes: 8192,
+        commit_interval: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let sp = Arc::new(Spool::open_with(td.path(), 3, None, o).unwrap());
+    sp.start_group_commit().unwrap();
+    let mut lsn = 0;
+    for i in 0..300u64 {
+        lsn = sp.append(Kind::Data, 0, 0, &payload(i % 20)).unwrap();
+    }
+    // The appends only woke the committer; it commits and drops.
+    assert!(sp.wait_durable(lsn, Some(Duration::from_secs(30))).unwrap());
+    let t = Instant::now();
+    while sp.stats().bytes > 8192 {
+        assert!(t.elapsed() < Duration::from_secs(30), "{:?}", sp.stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let st = sp.stats();
+    assert!(st.dropped_frames > 0 && st.gap_frames > 0, "{st:?}");
+}
