@@ -70,26 +70,70 @@ def decode_chunk(
 
 @final
 class Spool:
+    """The crash-safe frame log (docs/spool.md, docs/format.md "Spool").
+
+    Bounds: ``max_bytes`` (0 = unbounded; else at least 2 x segment_bytes),
+    ``max_age_s`` (segments last written longer ago go, sent or not; 0 = no
+    age bound) and ``retain_released_s`` (frames behind ``release_cursor`` —
+    "sent" on the OT side, "zarr" on the IT side — are kept this long after
+    the cursor passed them, for re-sends; 0 = until the space is needed). The
+    oldest whole segments go first; unsent frames among them are named in a
+    GAP frame appended to the spool (reason "spool_full" / "spool_age").
+
+    Group commit: with ``commit_interval_s`` > 0 a background thread
+    fdatasyncs every interval, or early once ``commit_bytes`` (> 0) wait.
+    ``commit()`` still syncs at once.
+    """
+
     def __init__(
         self,
         path: str,
         site_id: int,
         session_id: int | None = None,
         segment_bytes: int = 16777216,
+        *,
+        max_bytes: int = 0,
+        max_age_s: float = 0.0,
+        retain_released_s: float = 0.0,
+        release_cursor: str | None = None,
+        commit_interval_s: float = 0.0,
+        commit_bytes: int = 0,
     ) -> None: ...
     @property
     def session_id(self) -> int: ...
     @property
     def site_id(self) -> int: ...
-    def append(self, kind: int, t_first_ns: int, t_last_ns: int, payload: bytes) -> int: ...
+    def append(self, kind: int, t_first_ns: int, t_last_ns: int, payload: bytes) -> int:
+        """Append a frame (seq = its LSN); returns the LSN. Durable after commit."""
     def append_frame(self, frame: bytes) -> bool: ...
-    def commit(self) -> int: ...
-    def read(self, from_lsn: int, max_frames: int = 1024) -> list[bytes]: ...
+    def commit(self) -> int:
+        """Write and fdatasync now; returns durable_lsn (records below it survive a crash)."""
+    def wait_durable(self, lsn: int, timeout: float | None = None) -> bool:
+        """Block until record ``lsn`` is durable: True; False after ``timeout`` s.
+
+        Releases the GIL. With a group committer running it waits for the next
+        sync (at most ``commit_interval_s``); without one it commits itself.
+        Raises SpoolError if the spool fails or closes first, ValueError if
+        ``lsn`` was never appended. From asyncio (ack after durable)::
+
+            lsn = spool.append(FRAME_DATA, t0, t1, payload)
+            await asyncio.to_thread(spool.wait_durable, lsn, 10.0)
+        """
+    def read(self, from_lsn: int, max_frames: int = 1024) -> list[bytes]:
+        """Durable frames from ``from_lsn`` (skipping LSNs no longer held)."""
+    def read_entries(
+        self, from_lsn: int, max_frames: int = 1024
+    ) -> tuple[list[tuple[int, bytes]], int]:
+        """Durable (lsn, frame) pairs from ``from_lsn`` and the LSN to read next."""
+    def lsn_range_for_time(self, t_first_ns: int, t_last_ns: int) -> tuple[int, int] | None:
+        """[first, end) LSNs of held durable frames whose times overlap the range."""
+    def first_lsn(self) -> int: ...
     def next_lsn(self) -> int: ...
     def durable_lsn(self) -> int: ...
     def get_cursor(self, name: str) -> int: ...
     def set_cursor(self, name: str, lsn: int) -> None: ...
-    def stats(self) -> dict[str, int]: ...
+    def stats(self) -> dict[str, int]:
+        """Counters from memory only (cheap): see docs/spool.md for the keys."""
     def close(self) -> None: ...
 
 @final
@@ -97,6 +141,10 @@ class DiodeSender:
     def __init__(self, spool: Spool, target: str, rate_bps: int, mtu: int = 1500) -> None: ...
     def stats(self) -> dict[str, int]: ...
     def idle(self) -> bool: ...
+    def resend(self, lsn_first: int, lsn_end: int) -> tuple[int, int] | None:
+        """Queue held durable frames with LSN in [lsn_first, lsn_end) to be sent
+        again (clamped to what the spool holds; None if nothing is). Returns
+        the range queued; live frames keep flowing."""
     def stop(self) -> None: ...
 
 @final

@@ -25,6 +25,8 @@ from edge.collect import Collector
 from edge.config import AgentConfig
 from edge.frames import encode_data, encode_meta, pack
 from edge.opcua import SourceSession
+from edge.resend import handle_resend
+from edge.spools import open_agent_spool
 from edge.status import StatusServer
 
 # Bytes a sample takes uncompressed: source time, server time, value, status.
@@ -46,8 +48,7 @@ class Agent:
         self.events: deque[dict[str, Any]] = deque(maxlen=200)
         self.started_ns = time.time_ns()
         self.config_version = config_version(cfg)
-        self.spool = _core.Spool(str(cfg.spool.path), cfg.site.id,
-                                 segment_bytes=cfg.spool.segment_mb << 20)
+        self.spool = open_agent_spool(cfg.spool, cfg.site.id)
         self.sender = _core.DiodeSender(self.spool, cfg.link.target,
                                         int(cfg.link.rate_mbit * 1_000_000), cfg.link.mtu)
         self.sessions = [
@@ -92,7 +93,9 @@ class Agent:
             self.counters["values"] += len(batch)
             self.counters["data_frames"] += 1
             self.counters["data_payload_bytes"] += len(payload)
-        if self.spool.next_lsn() != self.spool.durable_lsn():
+        # With group commit on, the spool's own thread syncs (fewer, larger
+        # writes on the SD card); without it, every flush commits.
+        if self.cfg.spool.commit_interval_ms == 0 and self.spool.next_lsn() != self.spool.durable_lsn():
             await asyncio.to_thread(self.spool.commit)
 
     def _append_heartbeat(self) -> None:
@@ -113,6 +116,12 @@ class Agent:
                 self._append_heartbeat()
                 next_hb += HEARTBEAT_EVERY_S
             await self.flush()
+
+    def _resend(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Status socket op "resend": queue a range on the sender (edge/resend.py)."""
+        reply = handle_resend(self.spool, self.sender, request)
+        self._on_event("resend", {k: reply[k] for k in ("lsn_first", "lsn_last", "frames")})
+        return reply
 
     # -- status ---------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -144,7 +153,8 @@ class Agent:
 
     # -- lifecycle ------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> dict[str, Any]:
-        status = StatusServer(str(self.cfg.agent.status_socket), self.snapshot)
+        status = StatusServer(str(self.cfg.agent.status_socket), self.snapshot,
+                              handlers={"resend": self._resend})
         await status.start()
         tasks = [asyncio.create_task(s.run(), name=f"source:{s.source.name}") for s in self.sessions]
         flusher = asyncio.create_task(self._flush_loop(stop), name="flush")
@@ -156,6 +166,7 @@ class Agent:
             await asyncio.gather(*tasks, return_exceptions=True)
             await flusher
             await self.flush()
+            await asyncio.to_thread(self.spool.commit)
             await self._drain()
             await asyncio.to_thread(self.sender.stop)
             stats = self.final_stats()

@@ -22,7 +22,6 @@ EXIT_NOT_BUILT = 3
 
 # Subcommands that later issues build; they say so instead of pretending.
 NOT_BUILT = {
-    "resend": ("re-send a time or sequence range from the spool", 5),
     "keygen": ("create the diode link's authentication keys", 6),
     "bench": ("run the benchmark suite on this machine", 9),
 }
@@ -169,6 +168,44 @@ def _export(args: argparse.Namespace, root: Path | Storage) -> int:
     return 0
 
 
+def _cmd_resend(args: argparse.Namespace) -> int:
+    from edge.config import DEFAULT_STATUS_SOCKET, load_agent_config
+    from edge.resend import parse_seq_range, parse_time
+    from edge.status import AgentUnavailable, StatusError, request_sync
+
+    if args.seq is None and args.since is None:
+        raise UsageError("give --seq FIRST-LAST or --since TIME [--until TIME]")
+    if args.seq is not None and (args.since is not None or args.until is not None):
+        raise UsageError("--seq cannot be combined with --since/--until")
+    if args.until is not None and args.since is None:
+        raise UsageError("--until needs --since")
+    if args.config and args.socket:
+        raise UsageError("give --config or --socket, not both")
+    socket = (str(load_agent_config(args.config).agent.status_socket) if args.config
+              else args.socket or str(DEFAULT_STATUS_SOCKET))
+    request: dict[str, object] = {"op": "resend"}
+    try:
+        if args.seq is not None:
+            request["seq_first"], request["seq_last"] = parse_seq_range(args.seq)
+        else:
+            t0 = parse_time(args.since)
+            t1 = parse_time(args.until) if args.until is not None else parse_time("now")
+            if t1 < t0:
+                raise ValueError("--until is before --since")
+            request["t_first_ns"], request["t_last_ns"] = t0, t1
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    try:
+        reply = request_sync(socket, request, timeout=args.timeout)
+    except AgentUnavailable as e:
+        raise UsageError(str(e)) from None
+    except StatusError as e:
+        raise UsageError(str(e).removeprefix("resend: ")) from None
+    print(f"queued {reply['frames']} frames (seq {reply['lsn_first']}..{reply['lsn_last']}) "
+          f"for re-sending on the diode link")
+    return 0
+
+
 def _not_built(name: str) -> Callable[[argparse.Namespace], int]:
     what, issue = NOT_BUILT[name]
 
@@ -234,6 +271,20 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--s3-endpoint", default=None, metavar="URL",
                     help="S3-compatible endpoint (default: AWS_ENDPOINT_URL, else AWS)")
     ds.set_defaults(func=_cmd_datasets)
+
+    rs = sub.add_parser("resend", help="re-send a sequence or time range from the agent's spool",
+                        description="Ask the running agent to send spooled frames again "
+                                    "(frames stay in the spool for [spool] retain_sent_seconds after "
+                                    "they were sent). The receiver drops frames it already has.")
+    rs.add_argument("--seq", metavar="FIRST-LAST", help="frame sequence numbers, inclusive (or one N)")
+    rs.add_argument("--since", metavar="TIME",
+                    help="start of a time range: ISO 8601 (local time unless it has an offset), "
+                         "'now', or relative: --since=-30m / -2h / -1d")
+    rs.add_argument("--until", metavar="TIME", help="end of the time range (default: now)")
+    rs.add_argument("--config", metavar="FILE", help="agent tag file (to find its status socket)")
+    rs.add_argument("--socket", metavar="PATH", help="agent status socket (default /run/tidegate/agent.sock)")
+    rs.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the agent (default 10)")
+    rs.set_defaults(func=_cmd_resend)
 
     s = sub.add_parser("sim", help="run the plant simulator (an OPC UA server) on loopback")
     s.add_argument("--port", type=int, default=4840)

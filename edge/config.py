@@ -62,6 +62,12 @@ class AgentSection:
 class SpoolConfig:
     path: Path
     segment_mb: int = 16
+    # Bounds and group commit (docs/spool.md); 0 turns a bound off.
+    max_mb: int = 2048
+    max_age_seconds: int = 35 * 86_400
+    retain_sent_seconds: int = 86_400
+    commit_interval_ms: int = 1000
+    commit_kb: int = 4096
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,10 @@ class ReceiverSection:
     batch_seconds: int = 3600
     status_socket: Path | None = None
     s3: S3Options = field(default_factory=S3Options)
+    # Bounds of the IT spool (0 = off): frames written to zarr are kept this
+    # long, and the spool may hold at most this many MiB.
+    spool_retain_seconds: int = 0
+    spool_max_mb: int = 0
 
 
 @dataclass(frozen=True)
@@ -384,6 +394,17 @@ def _check_policy(s: str) -> str | None:
 _MS_MAX = 3_600_000
 
 
+_YEARS_10 = 10 * 366 * 86_400
+
+
+def _spool_max_mb(t: _Table, key: str, default: int, segment_mb: int) -> int:
+    """A spool byte bound: 0 (unbounded) or room for at least two segments."""
+    v = t.req_int(key, default, 0, 1 << 24)
+    if 0 < v < 2 * segment_mb:
+        raise t.error(key, f"must be 0 (unbounded) or at least 2 x segment_mb ({2 * segment_mb}), got {v}")
+    return v
+
+
 def _agent(root: _Table) -> AgentConfig:
     ctx = root.ctx
     site_t = root.table("site")
@@ -400,7 +421,14 @@ def _agent(root: _Table) -> AgentConfig:
     spool_t = root.table("spool")
     spool_path = spool_t.path_("path", required=True)
     assert spool_path is not None
-    spool = SpoolConfig(path=spool_path, segment_mb=spool_t.req_int("segment_mb", 16, 1, 1024))
+    segment_mb = spool_t.req_int("segment_mb", 16, 1, 1024)
+    spool = SpoolConfig(
+        path=spool_path, segment_mb=segment_mb,
+        max_mb=_spool_max_mb(spool_t, "max_mb", 2048, segment_mb),
+        max_age_seconds=spool_t.req_int("max_age_seconds", 35 * 86_400, 0, _YEARS_10),
+        retain_sent_seconds=spool_t.req_int("retain_sent_seconds", 86_400, 0, _YEARS_10),
+        commit_interval_ms=spool_t.req_int("commit_interval_ms", 1000, 0, 60_000),
+        commit_kb=spool_t.req_int("commit_kb", 4096, 0, 1 << 20))
     spool_t.done()
 
     link_t = root.table("link")
@@ -495,7 +523,9 @@ def _receiver(root: _Table) -> ReceiverConfig:
         raise rt.error("s3", "is only for an s3:// datasets URL")
     rx = ReceiverSection(bind=bind, spool=spool, datasets=datasets,
                          batch_seconds=rt.req_int("batch_seconds", 3600, 1, 7 * 86_400),
-                         status_socket=rt.path_("status_socket"), s3=s3)
+                         status_socket=rt.path_("status_socket"), s3=s3,
+                         spool_retain_seconds=rt.req_int("spool_retain_seconds", 0, 0, _YEARS_10),
+                         spool_max_mb=_spool_max_mb(rt, "spool_max_mb", 0, 16))
     rt.done()
     root.done()
     return ReceiverConfig(site=site, receiver=rx, origin=ctx.origin)

@@ -20,6 +20,7 @@ from edge import _core
 from edge.config import ReceiverConfig
 from edge.datasets import DatasetWriter
 from edge.frames import PayloadError, decode_data, decode_gap, decode_meta, unpack
+from edge.spools import open_receiver_spool
 
 CURSOR = "zarr"
 READ_BATCH = 512
@@ -34,7 +35,7 @@ PUBLISH_RETRY_MAX_S = 60.0
 class Receiver:
     def __init__(self, cfg: ReceiverConfig) -> None:
         self.cfg = cfg
-        self.spool = _core.Spool(str(cfg.receiver.spool), 0)
+        self.spool = open_receiver_spool(cfg.receiver)
         # The writer's identity in the site's claim: this host and this IT spool (the
         # batches' LSN ranges refer to it), so a second receiver of the site is refused.
         self.writer = DatasetWriter(cfg.receiver.datasets, cfg.site.name, cfg.receiver.batch_seconds,
@@ -55,14 +56,16 @@ class Receiver:
         """Learn the newest tag catalog from META frames before the cursor."""
         pos = 0
         while pos < self._pos:
-            frames = self.spool.read(pos, READ_BATCH)
-            if not frames:
-                break
-            for raw in frames[: self._pos - pos]:
+            entries, nxt = self.spool.read_entries(pos, READ_BATCH)
+            for lsn, raw in entries:
+                if lsn >= self._pos:
+                    break
                 f = _core.parse_frame(raw)
                 if f.kind == _core.FRAME_META:
                     self._apply_meta(f)
-            pos += len(frames)
+            if nxt == pos:
+                break
+            pos = nxt
 
     def _apply_meta(self, f: _core.Frame) -> None:
         meta = decode_meta(f.payload)
@@ -110,12 +113,15 @@ class Receiver:
             print(f"tidegate receive: frame seq {f.seq} (lsn {lsn}): {e}", file=sys.stderr)
 
     def pump(self) -> int:
-        """Process what the spool holds beyond our position; returns frames handled."""
-        frames = self.spool.read(self._pos, READ_BATCH)
-        for raw in frames:
-            self.handle(raw, self._pos)
-            self._pos += 1
-        return len(frames)
+        """Process what the spool holds beyond our position; returns how far it got (0: nothing new)."""
+        # LSNs the spool no longer holds (dropped, corrupt) are skipped; the
+        # GAP frames the spool wrote for them come later in LSN order.
+        entries, nxt = self.spool.read_entries(self._pos, READ_BATCH)
+        for lsn, raw in entries:
+            self.handle(raw, lsn)
+        moved = max(0, nxt - self._pos)
+        self._pos += moved
+        return moved
 
     def publish(self, final: bool = False) -> None:
         if final:

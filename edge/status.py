@@ -24,6 +24,8 @@ Requests
 --------
 ``{"op": "ping"}``      -> ``{"ok": True, "version": str, "protocol": int}``
 ``{"op": "snapshot"}``  -> the snapshot map below
+``{"op": "resend", ...}`` -> re-send a range from the agent's spool
+                           (edge/resend.py: keys, reply and errors)
 anything else           -> ``{"error": "unknown op 'x'"}`` (or another
                            ``{"error": str}`` for a request that is not a map
                            or not msgpack; undecodable input also closes the
@@ -51,7 +53,9 @@ tolerate missing keys and ignore unknown ones)
                   "node_id": str}],        # optional: shown in the TUI detail line
       "spool":  {"frames": int, "bytes": int, "next_lsn": int,
                  "durable_lsn": int,
-                 "capacity_bytes": int},   # optional: enables a fill %
+                 "capacity_bytes": int,    # optional: enables a fill % (0 = unbounded)
+                 ...},                     # fill_permille, oldest_ns, newest_ns, rates,
+                                           # dropped_*/retired_*/gap_frames: docs/spool.md
       "link":   {"frames_sent": int, "bytes_sent": int, "backlog": int,
                  "bytes_per_s": float},    # optional
       "rates":  {"values_per_s": float},
@@ -153,9 +157,13 @@ class StatusServer:
         max_clients: int = 64,
         write_timeout: float = 5.0,
         cache_s: float = 0.2,
+        handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
     ) -> None:
         self.path = path
         self._snapshot = snapshot
+        # Further ops (e.g. "resend"): called on the loop with the request map;
+        # a ValueError becomes {"error": its text}.
+        self._handlers = dict(handlers or {})
         self._mode = mode
         self._max_clients = max_clients
         self._write_timeout = write_timeout
@@ -310,6 +318,17 @@ class StatusServer:
             return self._snapshot_bytes()
         if op == "ping":
             return _pack({"ok": True, "version": __version__, "protocol": PROTOCOL})
+        handler = self._handlers.get(op) if isinstance(op, str) else None
+        if handler is not None:
+            try:
+                return _pack(handler(request))
+            except ValueError as e:
+                self.errors += 1
+                return _pack({"error": str(e)})
+            except Exception as e:
+                self.errors += 1
+                log.exception("status op %r failed", op)
+                return _pack({"error": f"{op} failed: {type(e).__name__}: {e}"})
         self.errors += 1
         return _pack({"error": f"unknown op {op!r}"})
 

@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::create_exception;
@@ -63,6 +64,15 @@ fn diode_err(e: DiodeError) -> PyErr {
         DiodeError::Io { .. } => PyOSError::new_err(e.to_string()),
         DiodeError::Spool(s) => spool_err(s),
     }
+}
+
+/// A non-negative, finite number of seconds.
+fn seconds(name: &str, s: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(s).map_err(|_| {
+        PyValueError::new_err(format!(
+            "{name}: must be a finite number of seconds >= 0, got {s}"
+        ))
+    })
 }
 
 fn kind_of(kind: u8) -> PyResult<Kind> {
@@ -232,27 +242,62 @@ pub struct PySpool {
 #[pymethods]
 impl PySpool {
     #[new]
-    #[pyo3(signature = (path, site_id, session_id=None, segment_bytes=16_777_216))]
+    #[pyo3(signature = (path, site_id, session_id=None, segment_bytes=16_777_216, *,
+                        max_bytes=0, max_age_s=0.0, retain_released_s=0.0,
+                        release_cursor=None, commit_interval_s=0.0, commit_bytes=0))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         path: PathBuf,
         site_id: u32,
         session_id: Option<u64>,
         segment_bytes: u64,
+        max_bytes: u64,
+        max_age_s: f64,
+        retain_released_s: f64,
+        release_cursor: Option<String>,
+        commit_interval_s: f64,
+        commit_bytes: u64,
     ) -> PyResult<Self> {
+        let opts = spool::SpoolOptions {
+            segment_bytes,
+            max_bytes,
+            max_age: seconds("max_age_s", max_age_s)?,
+            retain_released: seconds("retain_released_s", retain_released_s)?,
+            release_cursor,
+            commit_interval: seconds("commit_interval_s", commit_interval_s)?,
+            commit_bytes,
+        };
         let sp = py
-            .detach(|| spool::Spool::open(&path, site_id, session_id, segment_bytes))
+            .detach(|| -> spool::Result<Arc<spool::Spool>> {
+                let sp = Arc::new(spool::Spool::open_with(&path, site_id, session_id, opts)?);
+                sp.start_group_commit()?;
+                Ok(sp)
+            })
             .map_err(spool_err)?;
-        Ok(PySpool {
-            inner: Arc::new(sp),
-        })
+        Ok(PySpool { inner: sp })
     }
 
     /// Construction happens in `__new__`; this mirrors its signature so the
     /// stub's `__init__` is true at runtime.
-    #[pyo3(signature = (path, site_id, session_id=None, segment_bytes=16_777_216))]
-    #[allow(unused_variables)]
-    fn __init__(&self, path: PathBuf, site_id: u32, session_id: Option<u64>, segment_bytes: u64) {}
+    #[pyo3(signature = (path, site_id, session_id=None, segment_bytes=16_777_216, *,
+                        max_bytes=0, max_age_s=0.0, retain_released_s=0.0,
+                        release_cursor=None, commit_interval_s=0.0, commit_bytes=0))]
+    #[allow(unused_variables, clippy::too_many_arguments)]
+    fn __init__(
+        &self,
+        path: PathBuf,
+        site_id: u32,
+        session_id: Option<u64>,
+        segment_bytes: u64,
+        max_bytes: u64,
+        max_age_s: f64,
+        retain_released_s: f64,
+        release_cursor: Option<String>,
+        commit_interval_s: f64,
+        commit_bytes: u64,
+    ) {
+    }
 
     #[getter]
     fn session_id(&self) -> u64 {
@@ -297,6 +342,46 @@ impl PySpool {
             .detach(|| self.inner.read(from_lsn, max_frames))
             .map_err(spool_err)?;
         PyList::new(py, frames.iter().map(|f| PyBytes::new(py, f)))
+    }
+
+    /// Block (GIL released) until record `lsn` is durable: True, or False
+    /// after `timeout` seconds. See the stub for the asyncio recipe.
+    #[pyo3(signature = (lsn, timeout=None))]
+    fn wait_durable(&self, py: Python<'_>, lsn: u64, timeout: Option<f64>) -> PyResult<bool> {
+        let t = timeout.map(|t| seconds("timeout", t)).transpose()?;
+        py.detach(|| self.inner.wait_durable(lsn, t))
+            .map_err(spool_err)
+    }
+
+    #[pyo3(signature = (from_lsn, max_frames=1024))]
+    fn read_entries<'py>(
+        &self,
+        py: Python<'py>,
+        from_lsn: u64,
+        max_frames: usize,
+    ) -> PyResult<(Bound<'py, PyList>, u64)> {
+        let (entries, next) = py
+            .detach(|| self.inner.read_entries(from_lsn, max_frames))
+            .map_err(spool_err)?;
+        let list = PyList::empty(py);
+        for (lsn, f) in &entries {
+            list.append((lsn, PyBytes::new(py, f)))?;
+        }
+        Ok((list, next))
+    }
+
+    fn lsn_range_for_time(
+        &self,
+        py: Python<'_>,
+        t_first_ns: i64,
+        t_last_ns: i64,
+    ) -> PyResult<Option<(u64, u64)>> {
+        py.detach(|| self.inner.lsn_range_for_time(t_first_ns, t_last_ns))
+            .map_err(spool_err)
+    }
+
+    fn first_lsn(&self) -> u64 {
+        self.inner.first_lsn()
     }
 
     fn next_lsn(&self) -> u64 {
@@ -367,6 +452,10 @@ impl PyDiodeSender {
 
     fn idle(&self) -> bool {
         self.inner.idle()
+    }
+
+    fn resend(&self, lsn_first: u64, lsn_end: u64) -> Option<(u64, u64)> {
+        self.inner.resend(lsn_first, lsn_end)
     }
 
     fn stop(&self, py: Python<'_>) -> PyResult<()> {

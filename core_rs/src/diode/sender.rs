@@ -2,7 +2,10 @@
 //! cursor "sent", splits them into packets, paces them and sends them. It
 //! never reads from its socket. The cursor is persisted after each batch, so
 //! a restart resends at most one batch (the receiver drops the duplicates).
+//! An operator's re-send request (`resend`) queues an LSN range that the
+//! thread sends between live batches, without moving the cursor.
 
+use std::collections::VecDeque;
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -34,10 +37,13 @@ pub struct SenderStats {
     pub cursor: u64,
     pub backlog: u64,
     pub link_session: u64,
+    /// Frames sent again on an operator's request, and LSN slots still queued.
+    pub resent_frames: u64,
+    pub resend_queued: u64,
 }
 
 impl SenderStats {
-    pub fn items(&self) -> [(&'static str, u64); 6] {
+    pub fn items(&self) -> [(&'static str, u64); 8] {
         [
             ("frames_sent", self.frames_sent),
             ("packets_sent", self.packets_sent),
@@ -45,6 +51,8 @@ impl SenderStats {
             ("send_errors", self.send_errors),
             ("cursor", self.cursor),
             ("backlog", self.backlog),
+            ("resent_frames", self.resent_frames),
+            ("resend_queued", self.resend_queued),
         ]
     }
 }
@@ -58,6 +66,9 @@ struct Shared {
     bytes_sent: AtomicU64,
     send_errors: AtomicU64,
     link_session: u64,
+    /// Queued re-send ranges [next, end) of LSNs, oldest request first.
+    resend: Mutex<VecDeque<(u64, u64)>>,
+    resent_frames: AtomicU64,
 }
 
 pub struct DiodeSender {
@@ -92,6 +103,8 @@ impl DiodeSender {
             bytes_sent: AtomicU64::new(0),
             send_errors: AtomicU64::new(0),
             link_session: random_session_id(),
+            resend: Mutex::new(VecDeque::new()),
+            resent_frames: AtomicU64::new(0),
         });
         let s = shared.clone();
         let handle = std::thread::Builder::new()
@@ -118,12 +131,29 @@ impl DiodeSender {
             cursor,
             backlog: s.spool.durable_lsn().saturating_sub(cursor),
             link_session: s.link_session,
+            resent_frames: s.resent_frames.load(Relaxed),
+            resend_queued: lock(&s.resend).iter().map(|(a, b)| b - a).sum(),
         }
     }
 
-    /// True when every durable frame has been sent.
+    /// Queue the durable frames with LSN in [first, end) to be sent again
+    /// (clamped to what the spool holds); returns the LSN range queued, or
+    /// None if the spool holds none of it. Live frames keep flowing: the
+    /// thread alternates live and re-send batches.
+    pub fn resend(&self, first: u64, end: u64) -> Option<(u64, u64)> {
+        let sp = &self.shared.spool;
+        let (a, b) = (first.max(sp.first_lsn()), end.min(sp.durable_lsn()));
+        if a >= b {
+            return None;
+        }
+        lock(&self.shared.resend).push_back((a, b));
+        Some((a, b))
+    }
+
+    /// True when every durable frame has been sent and no re-send is queued.
     pub fn idle(&self) -> bool {
         self.shared.cursor.load(Relaxed) >= self.shared.spool.durable_lsn()
+            && lock(&self.shared.resend).is_empty()
     }
 
     /// Stop the thread, wait for it, and persist the cursor.
@@ -144,6 +174,10 @@ impl Drop for DiodeSender {
     fn drop(&mut self) {
         let _ = self.stop();
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn open_socket(target: SocketAddr) -> Result<UdpSocket, DiodeError> {
@@ -209,6 +243,62 @@ fn send_packet(s: &Shared, socket: &UdpSocket, target: SocketAddr, p: &[u8]) {
     s.send_errors.fetch_add(1, Relaxed);
 }
 
+/// Packetize, pace and send one frame; Err(()) when asked to stop mid-frame.
+#[allow(clippy::too_many_arguments)]
+fn send_frame(
+    s: &Shared,
+    socket: &UdpSocket,
+    target: SocketAddr,
+    bucket: &mut TokenBucket,
+    lsn: u64,
+    f: &[u8],
+    mtu: usize,
+    buf: &mut Vec<u8>,
+) -> Result<(), ()> {
+    packet::packetize(s.link_session, lsn, f, mtu, buf, |p| {
+        let wait = bucket.take(p.len() + packet::IP_UDP_OVERHEAD, Instant::now());
+        if !wait.is_zero() && !sleep_unless_stopped(s, wait) {
+            return Err(());
+        }
+        send_packet(s, socket, target, p);
+        Ok(())
+    })
+}
+
+/// Send one batch of the oldest queued re-send range; false when none is queued.
+fn resend_batch(
+    s: &Shared,
+    socket: &UdpSocket,
+    target: SocketAddr,
+    bucket: &mut TokenBucket,
+    mtu: usize,
+    buf: &mut Vec<u8>,
+) -> Result<bool, ()> {
+    let Some((next, end)) = lock(&s.resend).front().copied() else {
+        return Ok(false);
+    };
+    let want = ((end - next) as usize).min(BATCH_FRAMES);
+    let (frames, after) = match s.spool.read_entries(next, want) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tidegate sender: re-send from LSN {next}: {e}; dropping the request");
+            lock(&s.resend).pop_front();
+            return Ok(true);
+        }
+    };
+    for (lsn, f) in frames.iter().filter(|(lsn, _)| *lsn < end) {
+        send_frame(s, socket, target, bucket, *lsn, f, mtu, buf)?;
+        s.resent_frames.fetch_add(1, Relaxed);
+    }
+    let mut q = lock(&s.resend);
+    if after >= end || after == next {
+        q.pop_front(); // done, or nothing left to read in it
+    } else if let Some(front) = q.front_mut() {
+        front.0 = after;
+    }
+    Ok(true)
+}
+
 fn run(s: &Shared, socket: UdpSocket, target: SocketAddr, rate_bps: u64, mtu: usize) {
     let mut bucket = TokenBucket::new(rate_bps, BURST_PACKETS * mtu);
     let mut buf = Vec::with_capacity(mtu);
@@ -216,7 +306,7 @@ fn run(s: &Shared, socket: UdpSocket, target: SocketAddr, rate_bps: u64, mtu: us
     let mut persisted = cursor;
     let mut last_error = String::new();
     'outer: while !s.stop.load(Relaxed) {
-        let frames = match s.spool.read(cursor, BATCH_FRAMES) {
+        let (frames, next) = match s.spool.read_entries(cursor, BATCH_FRAMES) {
             Ok(f) => f,
             Err(SpoolError::Closed) => break,
             Err(e) => {
@@ -231,31 +321,31 @@ fn run(s: &Shared, socket: UdpSocket, target: SocketAddr, rate_bps: u64, mtu: us
                 continue;
             }
         };
-        if frames.is_empty() {
-            if !sleep_unless_stopped(s, IDLE_SLEEP) {
-                break;
-            }
-            continue;
-        }
-        for f in &frames {
-            let stopped = packet::packetize(s.link_session, cursor, f, mtu, &mut buf, |p| {
-                let wait = bucket.take(p.len() + packet::IP_UDP_OVERHEAD, Instant::now());
-                if !wait.is_zero() && !sleep_unless_stopped(s, wait) {
-                    return Err(());
-                }
-                send_packet(s, &socket, target, p);
-                Ok(())
-            });
-            if stopped.is_err() {
+        for (lsn, f) in &frames {
+            if send_frame(s, &socket, target, &mut bucket, *lsn, f, mtu, &mut buf).is_err() {
                 break 'outer; // this frame is resent after a restart
             }
-            cursor += 1;
+            cursor = lsn + 1;
             s.cursor.store(cursor, Relaxed);
             s.frames_sent.fetch_add(1, Relaxed);
         }
-        match s.spool.set_cursor(CURSOR, cursor) {
-            Ok(()) => persisted = cursor,
-            Err(e) => eprintln!("tidegate sender: cannot persist cursor: {e}"),
+        // LSNs the spool no longer holds (dropped with a GAP, or corrupt) are skipped.
+        if next > cursor {
+            cursor = next;
+            s.cursor.store(cursor, Relaxed);
+        }
+        if cursor != persisted {
+            match s.spool.set_cursor(CURSOR, cursor) {
+                Ok(()) => persisted = cursor,
+                Err(e) => eprintln!("tidegate sender: cannot persist cursor: {e}"),
+            }
+        }
+        let resent = match resend_batch(s, &socket, target, &mut bucket, mtu, &mut buf) {
+            Ok(r) => r,
+            Err(()) => break,
+        };
+        if frames.is_empty() && !resent && !sleep_unless_stopped(s, IDLE_SLEEP) {
+            break;
         }
     }
     if persisted != cursor {

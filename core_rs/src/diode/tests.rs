@@ -162,3 +162,45 @@ fn bad_config_is_refused() {
     assert!(DiodeSender::start(sp.clone(), "not an address", 0, 1500).is_err());
     assert!(DiodeReceiver::start("127.0.0.1:99999", sp, 1500).is_err());
 }
+
+#[test]
+fn sender_skips_dropped_frames_and_resends_a_range() {
+    use crate::spool::SpoolOptions;
+    let ot_dir = tempfile::tempdir().unwrap();
+    let it_dir = tempfile::tempdir().unwrap();
+    let opts = SpoolOptions {
+        segment_bytes: 4096,
+        max_bytes: 8192,
+        release_cursor: Some(sender::CURSOR.into()),
+        ..Default::default()
+    };
+    let ot = Arc::new(Spool::open_with(ot_dir.path(), 1, None, opts).unwrap());
+    // Nothing sent yet and the bound is small: the oldest frames are dropped.
+    for i in 0..100u64 {
+        ot.append(Kind::Data, i as i64, i as i64, &[i as u8; 300])
+            .unwrap();
+    }
+    ot.commit().unwrap();
+    let first = ot.first_lsn();
+    assert!(first > 0 && ot.stats().dropped_frames > 0);
+    let it = Arc::new(Spool::open(it_dir.path(), 0, None, 1 << 20).unwrap());
+    let rx = DiodeReceiver::start("127.0.0.1:0", it.clone(), 1500).unwrap();
+    let addr = rx.local_addr().to_string();
+    let tx = DiodeSender::start(ot.clone(), &addr, 0, 1500).unwrap();
+    wait_for("idle", Duration::from_secs(20), || tx.idle());
+    let held = ot.durable_lsn() - first;
+    assert_eq!(tx.stats().frames_sent, held, "{:?}", tx.stats());
+    assert_eq!(tx.stats().cursor, ot.durable_lsn());
+    wait_for("landed", Duration::from_secs(20), || {
+        it.durable_lsn() == held
+    });
+    // Re-send: clamped to what the spool holds; the cursor stays.
+    assert_eq!(tx.resend(0, first + 3), Some((first, first + 3)));
+    assert_eq!(tx.resend(0, first), None);
+    wait_for("re-sent", Duration::from_secs(20), || {
+        tx.stats().resent_frames == 3 && tx.idle()
+    });
+    assert_eq!(tx.stats().cursor, ot.durable_lsn());
+    tx.stop().unwrap();
+    rx.stop();
+}
