@@ -22,7 +22,8 @@ from typing import Any
 
 from edge import __version__, _core
 from edge.collect import Collector
-from edge.config import AgentConfig
+from edge.config import AgentConfig, SourceConfig
+from edge.control import Control
 from edge.frames import encode_data, encode_meta, pack
 from edge.opcua import SourceSession
 from edge.status import StatusServer
@@ -50,16 +51,32 @@ class Agent:
                                  segment_bytes=cfg.spool.segment_mb << 20)
         self.sender = _core.DiodeSender(self.spool, cfg.link.target,
                                         int(cfg.link.rate_mbit * 1_000_000), cfg.link.mtu)
-        self.sessions = [
-            SourceSession(src, [t for t in cfg.tags if t.source == src.name], self.collector,
-                          self._on_event, tag_groups=[g for g in cfg.tag_groups if g.source == src.name])
-            for src in cfg.sources
-        ]
+        self.sessions = [self._make_session(src) for src in cfg.sources]
+        self._session_tasks: dict[str, asyncio.Task[None]] = {}
+        self.control = Control(self)
         self.counters = {"values": 0, "data_frames": 0, "data_payload_bytes": 0,
                          "meta_frames": 0, "heartbeat_frames": 0, "event_frames": 0}
         self._meta_tags = -1
         self._meta_at = 0.0
         self._rate = (time.monotonic(), 0, 0.0)  # (when, values then, values/s)
+
+    def _make_session(self, src: SourceConfig) -> SourceSession:
+        cfg = self.cfg
+        return SourceSession(src, [t for t in cfg.tags if t.source == src.name], self.collector,
+                             self._on_event, tag_groups=[g for g in cfg.tag_groups if g.source == src.name])
+
+    def start_session(self, src: SourceConfig) -> None:
+        """Collect from `src` (a new session; used at start and on reload)."""
+        session = self._make_session(src)
+        self.sessions = [s for s in self.sessions if s.source.name != src.name] + [session]
+        self._session_tasks[src.name] = asyncio.create_task(session.run(), name=f"source:{src.name}")
+
+    async def stop_session(self, name: str) -> None:
+        task = self._session_tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self.sessions = [s for s in self.sessions if s.source.name != name]
 
     # -- events -------------------------------------------------------------
     def _on_event(self, kind: str, detail: dict[str, Any]) -> None:
@@ -126,7 +143,8 @@ class Agent:
         return {
             "agent": {"site": self.cfg.site.name, "version": __version__, "started_ns": self.started_ns,
                       "now_ns": now_ns, "session_id": self.spool.session_id},
-            "sources": [s.state for s in self.sessions],
+            "sources": [dict(s.state, security_policy=s.source.security_policy) for s in self.sessions],
+            "config": {"version": self.config_version, "path": self.cfg.origin},
             "tags": self.collector.latest(),
             "spool": self.spool.stats(),
             "link": self.sender.stats(),
@@ -134,6 +152,13 @@ class Agent:
             "counters": dict(self.counters),
             "events": list(self.events)[-50:],
         }
+
+    def reload_on_signal(self) -> None:
+        """SIGHUP: re-read the tag file (errors become a config_rejected event)."""
+        async def reload() -> None:
+            with contextlib.suppress(Exception):
+                await self.control.reload_file("SIGHUP")
+        self._reload_task = asyncio.ensure_future(reload())
 
     def final_stats(self) -> dict[str, Any]:
         c = dict(self.counters)
@@ -145,15 +170,16 @@ class Agent:
     # -- lifecycle ------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> dict[str, Any]:
         status = StatusServer(str(self.cfg.agent.status_socket), self.snapshot)
+        self.control.register(status)
         await status.start()
-        tasks = [asyncio.create_task(s.run(), name=f"source:{s.source.name}") for s in self.sessions]
+        for src in self.cfg.sources:
+            self.start_session(src)
         flusher = asyncio.create_task(self._flush_loop(stop), name="flush")
         try:
             await stop.wait()
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            for name in list(self._session_tasks):
+                await self.stop_session(name)
             await flusher
             await self.flush()
             await self._drain()
@@ -177,6 +203,7 @@ def run_agent(cfg: AgentConfig, stats_out: Path | None = None) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         agent = Agent(cfg)
+        loop.add_signal_handler(signal.SIGHUP, agent.reload_on_signal)
         print(f"tidegate agent: site {cfg.site.name!r}, {len(cfg.sources)} sources, spool "
               f"{cfg.spool.path}, link {cfg.link.target}, status {cfg.agent.status_socket}",
               file=sys.stderr, flush=True)
