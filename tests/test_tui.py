@@ -123,7 +123,7 @@ def screen_text(app: TidegateApp) -> str:
 async def test_tags_table_shows_and_updates_values(sock_path: str) -> None:
     plant = Plant()
     async with StatusServer(sock_path, plant.snapshot, cache_s=0):
-        app = TidegateApp(sock_path, refresh=0.1)
+        app = TidegateApp(sock_path, refresh=0.1, start="tags")
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: table(app).row_count == 15)
             assert cell(app, "i0", "name") == "line1.temp0"
@@ -176,14 +176,15 @@ async def test_tags_table_shows_and_updates_values(sock_path: str) -> None:
 async def test_layout_fits_80x24(sock_path: str) -> None:
     plant = Plant(n_tags=40)
     async with StatusServer(sock_path, plant.snapshot):
-        app = TidegateApp(sock_path, refresh=0.1)
+        app = TidegateApp(sock_path, refresh=0.1, start="tags")
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: table(app).row_count == 43)
             text = screen_text(app)
             lines = text.splitlines()
             assert len(lines) == 24
+            assert "1 Overview" in lines[1] and "2 Tags" in lines[1]
             for header in ("Tag", "Value", "Quality", "Age", "Count"):
-                assert header in lines[1]
+                assert header in lines[2]
             assert "plant-a" in lines[0] and "connected" in lines[0]
             assert "Filter" in lines[-1] and "Quit" in lines[-1] and "Help" in lines[-1]
             assert "line1.temp0" in text and "20.5 degC" in text
@@ -200,7 +201,7 @@ async def test_layout_fits_80x24(sock_path: str) -> None:
 async def test_filter_narrows_rows(sock_path: str) -> None:
     plant = Plant()
     async with StatusServer(sock_path, plant.snapshot):
-        app = TidegateApp(sock_path, refresh=0.1)
+        app = TidegateApp(sock_path, refresh=0.1, start="tags")
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: table(app).row_count == 15)
             await pilot.press("slash")
@@ -226,7 +227,7 @@ async def test_filter_narrows_rows(sock_path: str) -> None:
 async def test_help_screen(sock_path: str) -> None:
     plant = Plant()
     async with StatusServer(sock_path, plant.snapshot):
-        app = TidegateApp(sock_path, refresh=0.1)
+        app = TidegateApp(sock_path, refresh=0.1, start="tags")
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: table(app).row_count == 15)
             await pilot.press("question_mark")
@@ -251,7 +252,7 @@ async def test_reconnects_when_agent_restarts(sock_path: str) -> None:
     plant = Plant()
     server = StatusServer(sock_path, plant.snapshot, cache_s=0)
     await server.start()
-    app = TidegateApp(sock_path, refresh=0.1, timeout=0.5)
+    app = TidegateApp(sock_path, refresh=0.1, timeout=0.5, start="tags")
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: table(app).row_count == 15)
         await server.close()
@@ -274,7 +275,7 @@ async def test_reconnects_when_agent_restarts(sock_path: str) -> None:
 
 
 async def test_starts_before_the_agent(sock_path: str) -> None:
-    app = TidegateApp(sock_path, refresh=0.1, timeout=0.5)
+    app = TidegateApp(sock_path, refresh=0.1, timeout=0.5, start="tags")
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.link.failures >= 1)
         assert "connecting" in status(app)

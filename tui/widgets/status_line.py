@@ -53,8 +53,10 @@ def status_text(link: AgentLink, read_only: bool = True) -> Text:
     backlog = net.get("backlog")
     if backlog:
         t.append(f" +{backlog} queued", style="yellow")
-    if not read_only:
-        t.append(SEP, style="dim")
+    t.append(SEP, style="dim")
+    if read_only:
+        t.append("RO", style="dim")
+    else:
         t.append("RW", style="bold magenta")
     return t
 
