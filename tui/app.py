@@ -77,7 +77,7 @@ class TidegateApp(App[None]):
     BINDINGS = [
         Binding("q", "quit", "Quit", id="app.quit"),
         Binding("question_mark,f1", "help", "Help", key_display="?", id="app.help"),
-        Binding("colon", "command_palette", "Commands", key_display=":", id="app.palette"),
+        Binding("colon", "command_palette", "Commands", show=False, id="app.palette"),
         Binding("ctrl+p", "command_palette", "Commands", show=False, id="app.palette_ctrl_p"),
         Binding("r", "refresh_now", "Refresh now", show=False, id="app.refresh"),
         *[

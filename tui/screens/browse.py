@@ -82,10 +82,11 @@ class BrowseScreen(DataScreen):
     )
     BINDINGS = [
         Binding("space", "toggle_mark", "Mark", show=False, id="browse.mark"),
-        Binding("a", "add_marked", "Add marked", id="browse.add"),
+        Binding("a", "add_marked", "Add", tooltip="add the marked variables to the tag file",
+                id="browse.add"),
         Binding("p", "edit_path", "Path", id="browse.path"),
-        Binding("b", "browse_again", "Browse again", id="browse.again"),
-        Binding("s", "next_source", "Next source", id="browse.source"),
+        Binding("b", "browse_again", "Rebrowse", id="browse.again"),
+        Binding("s", "next_source", "Source", tooltip="next source", id="browse.source"),
         Binding("escape", "leave_path", "Back to the tree", show=False, id="browse.leave_path"),
     ]
 

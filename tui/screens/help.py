@@ -72,7 +72,7 @@ class HelpScreen(ModalScreen[None]):
                 if b.key in seen or not b.description or b.action.startswith("switch_mode"):
                     continue
                 seen.add(b.key)
-                keys.add_row(_key_display(b.key), b.description)
+                keys.add_row(_key_display(b.key), b.tooltip or b.description)
         keys.add_row("1 … 7", "  ".join(f"{i} {t}" for i, (_, t) in enumerate(MODE_TITLES, start=1)))
         keys.add_row("ctrl+p", "also opens the command palette: screens, actions, jump to a tag")
         keys.add_row("↑ ↓ pgup pgdn", "move; tab moves between fields")
