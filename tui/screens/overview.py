@@ -12,12 +12,23 @@ from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
 from textual.widgets import Static
 
-from tui.format import format_age, format_bytes, format_count, format_rate, quality, spark
+from tui.format import (
+    format_age,
+    format_bytes,
+    format_count,
+    format_rate,
+    format_time_ns,
+    quality,
+    spark,
+    truncate,
+)
 from tui.history import History
 from tui.messages import AgentLink
 from tui.screens.base import DataScreen
+from tui.screens.events import kind_style
 
 SPARK_W = 20
+RECENT_EVENTS = 30  # as many as fit are shown
 
 
 def alarms(snap: dict[str, Any], history: History) -> list[tuple[str, str]]:
@@ -100,12 +111,14 @@ class OverviewScreen(DataScreen):
         ("Spool", "frames and bytes held on disk for the link; fill when the spool is bounded"),
         ("Link", "bytes per second sent into the diode, frames waiting, last heartbeat"),
         ("Alarms", "what needs a look, worst first"),
+        ("Recent events", "the newest events; all of them on the Events screen"),
     )
 
     DEFAULT_CSS = """
     OverviewScreen #ov-top { height: auto; }
     OverviewScreen #ov-top > Vertical { width: 1fr; height: auto; }
-    OverviewScreen #ov-alarms { height: 1fr; }
+    OverviewScreen #ov-alarms { height: auto; min-height: 3; }
+    OverviewScreen #ov-events { height: 1fr; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
     def compose_body(self) -> Iterable[Widget]:
@@ -117,6 +130,7 @@ class OverviewScreen(DataScreen):
                 yield Panel("Spool", id="ov-spool")
                 yield Panel("Link", id="ov-link")
         yield Panel("Alarms", id="ov-alarms")
+        yield Panel("Recent events (5 Events)", id="ov-events")
 
     def render_snapshot(self, link: AgentLink) -> None:
         snap = link.snapshot or {}
@@ -199,3 +213,16 @@ class OverviewScreen(DataScreen):
         if stale and link.error:
             al.append("\n" + link.error, style="red")
         self.query_one("#ov-alarms", Panel).show(al, al.plain)
+
+        recent = list(h.events)[-RECENT_EVENTS:][::-1]
+        ev = Text(no_wrap=True, overflow="ellipsis")
+        for i, e in enumerate(recent):
+            kind = str(e.get("kind", ""))
+            if i:
+                ev.append("\n")
+            ev.append(format_time_ns(e.get("time_ns"))[11:19] + " ", style="dim")
+            ev.append(f"{truncate(kind, 20):<21}", style=kind_style(kind))
+            ev.append(str(e.get("text", "")).replace("\n", " "), style="dim")
+        if not recent:
+            ev.append("no events yet", style="dim")
+        self.query_one("#ov-events", Panel).show(ev, (len(h.events), recent[:1] and recent[0].get("time_ns")))
