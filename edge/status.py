@@ -45,7 +45,11 @@ tolerate missing keys and ignore unknown ones)
                  "session_id": int},
       "sources": [{"name": str, "endpoint": str, "connected": bool,
                    "tags": int, "subscribed": int, "reconnects": int,
-                   "failing": [{"node_id": str, "reason": str}]}],
+                   "failing": [{"node_id": str, "reason": str}],
+                   "security_policy": str,        # optional
+                   "publishing_interval_ms": float, "notifications": int,
+                   "replayed": int, "overflows": int,   # optional
+                   "limits": {str: int}, "last_error": str | None}],  # optional
       "tags":   [{"index": int, "name": str, "unit": str, "source": str,
                   "data_type": str,        # edge.model.DATA_TYPES
                   "value": bool | int | float | str | None,
@@ -59,6 +63,8 @@ tolerate missing keys and ignore unknown ones)
       "link":   {"frames_sent": int, "bytes_sent": int, "backlog": int,
                  "bytes_per_s": float},    # optional
       "rates":  {"values_per_s": float},
+      "counters": {str: int},              # optional: the agent's own counters
+      "config": {"version": str, "path": str},   # optional: the tag file in force
       "events": [{"time_ns": int, "kind": str, "text": str}]   # newest last
     }
 

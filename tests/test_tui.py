@@ -330,3 +330,32 @@ def test_low_bandwidth_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert os.environ["TEXTUAL_ANIMATIONS"] == "none"
     assert constants.COLOR_SYSTEM == "standard"
     assert constants.TEXTUAL_ANIMATIONS == "none"
+
+
+def test_cli_refuses_bad_tui_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    from edge.cli import main
+
+    assert main(["tui", "--refresh", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "tidegate tui: --refresh: must be a positive number of seconds, got 0.0"
+    with pytest.raises(SystemExit) as e:
+        main(["tui", "--screen", "nowhere"])
+    assert e.value.code == 2
+    assert "--screen: invalid choice: 'nowhere'" in capsys.readouterr().err
+
+
+def test_parse_when_and_spark() -> None:
+    from tui.format import parse_when, spark
+
+    now = 1_800_000_000_000_000_000
+    assert parse_when("now", now) == now
+    assert parse_when("-15m", now) == now - 900 * 10**9
+    assert parse_when(" -2h ", now) == now - 7200 * 10**9
+    assert parse_when("2027-01-15 08:00", now) == now
+    assert parse_when("2027-01-15T08:00:01Z", now) == now + 10**9
+    for bad in ("", "yesterday", "-xm", "2027-13-01 00:00"):
+        with pytest.raises(ValueError):
+            parse_when(bad, now)
+    assert spark([], 4) == "    "
+    assert spark([1.0, 1.0], 3) == " ▁▁"
+    assert spark([0.0, 5.0, 10.0], 3) == "▁▅█"
+    assert spark([float(i) for i in range(20)], 4) == "▁▃▆█"
