@@ -359,3 +359,32 @@ def test_parse_when_and_spark() -> None:
     assert spark([1.0, 1.0], 3) == " ▁▁"
     assert spark([0.0, 5.0, 10.0], 3) == "▁▅█"
     assert spark([float(i) for i in range(20)], 4) == "▁▃▆█"
+
+
+def test_history_rings_rates_and_events() -> None:
+    from tui.history import History
+
+    h = History(tag_ring=5)
+    t0 = 1_700_000_000_000_000_000
+    for n in range(8):
+        snap = {
+            "agent": {"now_ns": t0 + n * 10**9},
+            "tags": [{"source": "s", "name": f"t{i}", "value": float(n * 100 + i)} for i in range(100)]
+            + [{"source": "s", "name": "flag", "value": n % 2 == 0},
+               {"source": "s", "name": "text", "value": "AUTO"},
+               {"source": "s", "name": "gappy", "value": None if n % 3 else float(n)}],
+            "link": {"bytes_sent": 1000 * n},
+            "counters": {"heartbeat_frames": n // 2},
+            "events": [{"time_ns": t0 + k, "kind": "k", "text": str(k)} for k in range(n)],
+        }
+        h.take(snap)
+        h.take(snap)  # the same (cached) snapshot again changes nothing
+    assert h.updates == 8
+    assert h.tag({"source": "s", "name": "t99"}) == [399.0, 499.0, 599.0, 699.0, 799.0]  # last 5, oldest first
+    assert h.tag({"source": "s", "name": "flag"}) == [0.0, 1.0, 0.0, 1.0, 0.0]  # n = 3..7
+    assert h.tag({"source": "s", "name": "text"}) == []
+    assert h.tag({"source": "s", "name": "gappy"}) == [3.0, 6.0]
+    assert h.tag({"source": "other", "name": "t1"}) == []
+    assert h.link_rate == 1000.0
+    assert h.heartbeat_age_ns() == 10**9  # count moved at n=6, now n=7
+    assert [e["text"] for e in h.events] == [str(k) for k in range(7)]

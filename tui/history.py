@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+import numpy as np
+
 TAG_RING = 60  # values kept per tag (one per poll)
 SERIES_RING = 300  # points kept per series (5 min at 1 s)
 EVENT_RING = 2000
@@ -29,8 +31,12 @@ def numeric(value: Any) -> float | None:
 
 class History:
     def __init__(self, tag_ring: int = TAG_RING, series_ring: int = SERIES_RING) -> None:
+        # One float64 row per tag, one column per snapshot (NaN: no numeric
+        # value then): 10,000 tags x 60 cost 4.8 MB, not 600,000 float objects.
         self.tag_ring = tag_ring
-        self.tags: dict[str, deque[float]] = {}
+        self._rows: dict[str, int] = {}
+        self._ring = np.full((64, tag_ring), np.nan)
+        self._col = -1
         self.series: dict[str, deque[float]] = {}
         self._series_ring = series_ring
         self.events: deque[dict[str, Any]] = deque(maxlen=EVENT_RING)
@@ -49,14 +55,23 @@ class History:
             return  # the same (cached) snapshot again, or no clock
         self.now_ns = now
         self.updates += 1
+        self._col = col = (self._col + 1) % self.tag_ring
+        ring = self._ring
+        ring[:, col] = np.nan
+        rows = self._rows
         for t in snap.get("tags") or []:
             v = numeric(t.get("value"))
+            if v is None:
+                continue
             key = f"{t.get('source', '')}\x00{t.get('name', '')}"
-            ring = self.tags.get(key)
-            if ring is None:
-                ring = self.tags[key] = deque(maxlen=self.tag_ring)
-            if v is not None:
-                ring.append(v)
+            row = rows.get(key)
+            if row is None:
+                row = rows[key] = len(rows)
+                if row >= len(ring):  # grow by doubling
+                    bigger = np.full((2 * len(ring), self.tag_ring), np.nan)
+                    bigger[: len(ring)] = ring
+                    self._ring = ring = bigger
+            ring[row, col] = v
         link = snap.get("link") or {}
         spool = snap.get("spool") or {}
         sent = link.get("bytes_sent")
@@ -99,7 +114,15 @@ class History:
         ring.append(x)
 
     def tag(self, tag: dict[str, Any]) -> list[float]:
-        return list(self.tags.get(f"{tag.get('source', '')}\x00{tag.get('name', '')}", ()))
+        """The tag's numeric values of the last polls, oldest first."""
+        row = self._rows.get(f"{tag.get('source', '')}\x00{tag.get('name', '')}")
+        if row is None:
+            return []
+        n = min(self.updates, self.tag_ring)
+        cols = np.arange(self._col - n + 1, self._col + 1) % self.tag_ring
+        vals = self._ring[row, cols]
+        out: list[float] = vals[~np.isnan(vals)].tolist()
+        return out
 
     def heartbeat_age_ns(self) -> int | None:
         if self.heartbeat_ns is None or self.now_ns is None:
