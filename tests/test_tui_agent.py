@@ -113,11 +113,16 @@ async def test_every_screen_shows_the_real_agent() -> None:
 async def test_browse_and_add_a_tag() -> None:
     async with running_agent() as ra:
         before = ra.config.read_text()
+        # a viewer's TUI is attached at the same time (several TUIs at once)
+        viewer = TidegateApp(ra.socket, refresh=0.2, start="tags")
         app = TidegateApp(ra.socket, refresh=0.2, read_only=False, start="browse")
-        async with app.run_test(size=SIZE) as pilot:
+        async with viewer.run_test(size=(80, 24)), app.run_test(size=SIZE) as pilot:
             screen = app.screen
             assert isinstance(screen, BrowseScreen)
             await wait_for(pilot, lambda: not app.read_only, what="operator rights")
+            viewer_tags = viewer.screen
+            assert isinstance(viewer_tags, TagsScreen)
+            await wait_for(pilot, lambda: viewer_tags.table.row_count == 10, what="the viewer's tags")
             await wait_for(pilot, lambda: len(screen.entries) > 200, what="browse of Objects")
             assert "Plant" in screen_text(app)
             # narrow the browse to one pump
@@ -167,6 +172,9 @@ async def test_browse_and_add_a_tag() -> None:
                            and "rpm" in cell_text(tags.table, tags._order[0], "value"), what="new tag live")
             kinds = [e["kind"] for e in ra.agent.events]
             assert "operator_add_tags" in kinds and "config_reloaded" in kinds
+            # the other TUI sees the new tag too, and stayed a viewer
+            await wait_for(pilot, lambda: viewer_tags.table.row_count == 11, what="the viewer's new tag")
+            assert viewer.read_only
 
 
 async def test_read_only_viewer_changes_nothing() -> None:
