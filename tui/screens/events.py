@@ -14,6 +14,7 @@ from textual.containers import Horizontal
 from textual.widget import Widget
 from textual.events import Resize
 from textual.widgets import DataTable, Input, Label, Static
+from textual.widgets.data_table import ColumnKey
 
 from tui.format import format_time_ns, truncate
 from tui.messages import AgentLink
@@ -61,11 +62,7 @@ class EventsScreen(DataScreen):
         self._events: list[dict[str, Any]] = []
 
     def compose_body(self) -> Iterable[Widget]:
-        table: DataTable[Text] = DataTable(id="events-table", cursor_type="row")
-        table.add_column("Time (UTC)", key="time", width=23)
-        table.add_column("Kind", key="kind", width=20)
-        table.add_column("Detail", key="text")
-        yield table
+        yield DataTable(id="events-table", cursor_type="row")
         yield Static("", id="event-detail", markup=False)
         with Horizontal(id="events-filter-bar"):
             yield Label("/")
@@ -87,13 +84,20 @@ class EventsScreen(DataScreen):
     def render_snapshot(self, link: AgentLink) -> None:
         self.table.set_class(link.state != "connected", "-stale")
         h = self.tg_app.history
-        width = max(10, (self.size.width or 80) - 23 - 20 - 6 - 1)
+        width = max(10, (self.size.width or 80) - 23 - 20 - 6)  # the rows fill the screen
         key = (len(h.events), self.filter_text, width)
         if key == self._shown:
             return
         self._shown = key
         events = self._events = self._matching()
         table = self.table
+        if not table.columns or table.columns[ColumnKey("text")].width != width:
+            # fixed widths that fill the screen exactly: the layout never
+            # depends on which rows happened to be there before
+            table.clear(columns=True)
+            table.add_column("Time (UTC)", key="time", width=23)
+            table.add_column("Kind", key="kind", width=20)
+            table.add_column("Detail", key="text", width=width)
         table.clear()
         for i, e in enumerate(events):
             kind = str(e.get("kind", ""))
