@@ -22,7 +22,8 @@ from typing import Any
 
 from edge import __version__, _core
 from edge.collect import Collector
-from edge.config import AgentConfig
+from edge.config import AgentConfig, SourceConfig
+from edge.control import Control
 from edge.frames import encode_data, encode_meta, pack
 from edge.opcua import SourceSession
 from edge.resend import handle_resend
@@ -51,16 +52,32 @@ class Agent:
         self.spool = open_agent_spool(cfg.spool, cfg.site.id)
         self.sender = _core.DiodeSender(self.spool, cfg.link.target,
                                         int(cfg.link.rate_mbit * 1_000_000), cfg.link.mtu)
-        self.sessions = [
-            SourceSession(src, [t for t in cfg.tags if t.source == src.name], self.collector,
-                          self._on_event, tag_groups=[g for g in cfg.tag_groups if g.source == src.name])
-            for src in cfg.sources
-        ]
+        self.sessions = [self._make_session(src) for src in cfg.sources]
+        self._session_tasks: dict[str, asyncio.Task[None]] = {}
+        self.control = Control(self)
         self.counters = {"values": 0, "data_frames": 0, "data_payload_bytes": 0,
                          "meta_frames": 0, "heartbeat_frames": 0, "event_frames": 0}
         self._meta_tags = -1
         self._meta_at = 0.0
         self._rate = (time.monotonic(), 0, 0.0)  # (when, values then, values/s)
+
+    def _make_session(self, src: SourceConfig) -> SourceSession:
+        cfg = self.cfg
+        return SourceSession(src, [t for t in cfg.tags if t.source == src.name], self.collector,
+                             self._on_event, tag_groups=[g for g in cfg.tag_groups if g.source == src.name])
+
+    def start_session(self, src: SourceConfig) -> None:
+        """Collect from `src` (a new session; used at start and on reload)."""
+        session = self._make_session(src)
+        self.sessions = [s for s in self.sessions if s.source.name != src.name] + [session]
+        self._session_tasks[src.name] = asyncio.create_task(session.run(), name=f"source:{src.name}")
+
+    async def stop_session(self, name: str) -> None:
+        task = self._session_tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self.sessions = [s for s in self.sessions if s.source.name != name]
 
     # -- events -------------------------------------------------------------
     def _on_event(self, kind: str, detail: dict[str, Any]) -> None:
@@ -117,11 +134,10 @@ class Agent:
                 next_hb += HEARTBEAT_EVERY_S
             await self.flush()
 
-    def _resend(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Status socket op "resend": queue a range on the sender (edge/resend.py)."""
-        reply = handle_resend(self.spool, self.sender, request)
-        self._on_event("resend", {k: reply[k] for k in ("lsn_first", "lsn_last", "frames")})
-        return reply
+    def resend(self, **rng: int) -> dict[str, Any]:
+        """Operator re-send (status op "resend", checked and logged by edge.control):
+        queue a seq or time range of the spool on the sender (edge/resend.py)."""
+        return handle_resend(self.spool, self.sender, rng)
 
     # -- status ---------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -135,7 +151,8 @@ class Agent:
         return {
             "agent": {"site": self.cfg.site.name, "version": __version__, "started_ns": self.started_ns,
                       "now_ns": now_ns, "session_id": self.spool.session_id},
-            "sources": [s.state for s in self.sessions],
+            "sources": [dict(s.state, security_policy=s.source.security_policy) for s in self.sessions],
+            "config": {"version": self.config_version, "path": self.cfg.origin},
             "tags": self.collector.latest(),
             "spool": self.spool.stats(),
             "link": self.sender.stats(),
@@ -143,6 +160,13 @@ class Agent:
             "counters": dict(self.counters),
             "events": list(self.events)[-50:],
         }
+
+    def reload_on_signal(self) -> None:
+        """SIGHUP: re-read the tag file (errors become a config_rejected event)."""
+        async def reload() -> None:
+            with contextlib.suppress(Exception):
+                await self.control.reload_file("SIGHUP")
+        self._reload_task = asyncio.ensure_future(reload())
 
     def final_stats(self) -> dict[str, Any]:
         c: dict[str, float] = dict(self.counters)
@@ -153,17 +177,17 @@ class Agent:
 
     # -- lifecycle ------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> dict[str, Any]:
-        status = StatusServer(str(self.cfg.agent.status_socket), self.snapshot,
-                              handlers={"resend": self._resend})
+        status = StatusServer(str(self.cfg.agent.status_socket), self.snapshot)
+        self.control.register(status)
         await status.start()
-        tasks = [asyncio.create_task(s.run(), name=f"source:{s.source.name}") for s in self.sessions]
+        for src in self.cfg.sources:
+            self.start_session(src)
         flusher = asyncio.create_task(self._flush_loop(stop), name="flush")
         try:
             await stop.wait()
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            for name in list(self._session_tasks):
+                await self.stop_session(name)
             await flusher
             await self.flush()
             await asyncio.to_thread(self.spool.commit)
@@ -188,6 +212,7 @@ def run_agent(cfg: AgentConfig, stats_out: Path | None = None) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         agent = Agent(cfg)
+        loop.add_signal_handler(signal.SIGHUP, agent.reload_on_signal)
         print(f"tidegate agent: site {cfg.site.name!r}, {len(cfg.sources)} sources, spool "
               f"{cfg.spool.path}, link {cfg.link.target}, status {cfg.agent.status_socket}",
               file=sys.stderr, flush=True)

@@ -69,7 +69,10 @@ def _cmd_receive(args: argparse.Namespace) -> int:
 def _cmd_tui(args: argparse.Namespace) -> int:
     from tui import run_tui
 
-    run_tui(args.socket, refresh=args.refresh, low_bandwidth=args.low_bandwidth)
+    if args.refresh <= 0:
+        raise UsageError(f"--refresh: must be a positive number of seconds, got {args.refresh}")
+    run_tui(args.socket, refresh=args.refresh, low_bandwidth=args.low_bandwidth,
+            operator=args.operator, start=args.screen)
     return 0
 
 
@@ -245,6 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--socket", default="/run/tidegate/agent.sock", help="agent status socket")
     t.add_argument("--refresh", type=float, default=1.0, help="seconds between updates")
     t.add_argument("--low-bandwidth", action="store_true", help="16 colours, no animation")
+    t.add_argument("--operator", action="store_true",
+                   help="ask the agent for operator rights (add tags, re-send); granted to root, "
+                        "the agent's user and the tidegate-ops group; read-only otherwise")
+    t.add_argument("--screen", default="overview",
+                   choices=["overview", "tags", "sources", "spool", "events", "browse", "resend"],
+                   help="screen to start on (default overview)")
     t.set_defaults(func=_cmd_tui)
 
     b = sub.add_parser("browse", help="print a server's address space")

@@ -265,7 +265,7 @@ def run_demo(opts: DemoOptions) -> int:
             if duration is not None:
                 threading.Timer(duration, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
             try:
-                run_tui(str(sock))
+                run_tui(str(sock), operator=True)  # the demo's agent runs as this user
             except KeyboardInterrupt:
                 pass
         # Freeze the plant so the last values reach the agent, then stop the

@@ -22,10 +22,12 @@ connection.
 
 Requests
 --------
-``{"op": "ping"}``      -> ``{"ok": True, "version": str, "protocol": int}``
+``{"op": "ping"}``      -> ``{"ok": True, "version": str, "protocol": int,
+                            "ops": [registered op names]}``
 ``{"op": "snapshot"}``  -> the snapshot map below
-``{"op": "resend", ...}`` -> re-send a range from the agent's spool
-                           (edge/resend.py: keys, reply and errors)
+``{"op": <name>, ...}`` -> a registered handler's reply (the agent registers
+                           the operator ops of :mod:`edge.control`: whoami,
+                           browse, add_tags, resend; see there)
 anything else           -> ``{"error": "unknown op 'x'"}`` (or another
                            ``{"error": str}`` for a request that is not a map
                            or not msgpack; undecodable input also closes the
@@ -43,7 +45,11 @@ tolerate missing keys and ignore unknown ones)
                  "session_id": int},
       "sources": [{"name": str, "endpoint": str, "connected": bool,
                    "tags": int, "subscribed": int, "reconnects": int,
-                   "failing": [{"node_id": str, "reason": str}]}],
+                   "failing": [{"node_id": str, "reason": str}],
+                   "security_policy": str,        # optional
+                   "publishing_interval_ms": float, "notifications": int,
+                   "replayed": int, "overflows": int,   # optional
+                   "limits": {str: int}, "last_error": str | None}],  # optional
       "tags":   [{"index": int, "name": str, "unit": str, "source": str,
                   "data_type": str,        # edge.model.DATA_TYPES
                   "value": bool | int | float | str | None,
@@ -59,8 +65,20 @@ tolerate missing keys and ignore unknown ones)
       "link":   {"frames_sent": int, "bytes_sent": int, "backlog": int,
                  "bytes_per_s": float},    # optional
       "rates":  {"values_per_s": float},
+      "counters": {str: int},              # optional: the agent's own counters
+      "config": {"version": str, "path": str},   # optional: the tag file in force
       "events": [{"time_ns": int, "kind": str, "text": str}]   # newest last
     }
+
+Handlers and peers
+------------------
+``StatusServer(path, snapshot, handlers={"op": coroutine_fn})`` (or
+:meth:`StatusServer.register`) adds ops. A handler is awaited with the request
+map and the connecting process's credentials (:class:`Peer`, from
+``SO_PEERCRED``: the kernel's word, not the client's), and returns the reply
+map. An exception in a handler becomes ``{"error": "<text>"}`` for that request
+only. Requests on one connection are served in order, so a slow handler (a
+browse) delays only its own client; other clients and the snapshot go on.
 
 Behaviour
 ---------
@@ -87,7 +105,8 @@ import socket
 import stat
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -98,6 +117,8 @@ __all__ = [
     "DEFAULT_SOCKET",
     "MAX_MESSAGE",
     "PROTOCOL",
+    "Handler",
+    "Peer",
     "AgentUnavailable",
     "StatusClient",
     "StatusError",
@@ -109,14 +130,40 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SOCKET = "/run/tidegate/status.sock"
+DEFAULT_SOCKET = "/run/tidegate/agent.sock"  # = edge.config.DEFAULT_STATUS_SOCKET
 MAX_MESSAGE = 16 * 1024 * 1024  # any message, either direction
 MAX_REQUEST = 64 * 1024  # what the server accepts from a client (requests are tiny)
 BODY_TIMEOUT = 10.0  # seconds a client may take to send a body it announced
 PROTOCOL = 1
 _HEADER = struct.Struct(">I")
+_IDEMPOTENT = frozenset({"ping", "snapshot", "whoami", "browse"})
 
 Snapshot = dict[str, Any]
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+@dataclass(frozen=True)
+class Peer:
+    """The process at the other end of a status connection (SO_PEERCRED);
+    -1 where the kernel gave nothing."""
+
+    pid: int = -1
+    uid: int = -1
+    gid: int = -1
+
+
+Handler = Callable[[dict[str, Any], Peer], Awaitable[dict[str, Any]]]
+
+
+def peer_of(sock: socket.socket | None) -> Peer:
+    if sock is None or not hasattr(socket, "SO_PEERCRED"):
+        return Peer()
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+    except OSError:
+        return Peer()
+    pid, uid, gid = _PEERCRED.unpack(raw)
+    return Peer(pid, uid, gid)
 
 
 class AgentUnavailable(ConnectionError):
@@ -157,13 +204,11 @@ class StatusServer:
         max_clients: int = 64,
         write_timeout: float = 5.0,
         cache_s: float = 0.2,
-        handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
+        handlers: Mapping[str, Handler] | None = None,
     ) -> None:
         self.path = path
+        self._handlers: dict[str, Handler] = dict(handlers or {})
         self._snapshot = snapshot
-        # Further ops (e.g. "resend"): called on the loop with the request map;
-        # a ValueError becomes {"error": its text}.
-        self._handlers = dict(handlers or {})
         self._mode = mode
         self._max_clients = max_clients
         self._write_timeout = write_timeout
@@ -176,6 +221,12 @@ class StatusServer:
         self._cached_at = 0.0
         self.requests = 0  # served requests, for the agent's own counters
         self.errors = 0  # bad requests and dropped clients
+
+    def register(self, op: str, handler: Handler) -> None:
+        """Serve ``{"op": op, ...}`` with ``handler`` (ping and snapshot are built in)."""
+        if op in ("ping", "snapshot"):
+            raise ValueError(f"op {op!r} is built in")
+        self._handlers[op] = handler
 
     @property
     def serving(self) -> bool:
@@ -281,6 +332,7 @@ class StatusServer:
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        peer = peer_of(writer.get_extra_info("socket"))
         while True:
             try:
                 header = await reader.readexactly(_HEADER.size)
@@ -305,10 +357,10 @@ class StatusServer:
                 self.errors += 1
                 await self._send(writer, _pack({"error": f"bad msgpack: {e}"}))
                 return
-            if not await self._send(writer, self._reply(request)):
+            if not await self._send(writer, await self._reply(request, peer)):
                 return
 
-    def _reply(self, request: Any) -> bytes:
+    async def _reply(self, request: Any, peer: Peer = Peer()) -> bytes:
         self.requests += 1
         if not isinstance(request, dict):
             self.errors += 1
@@ -317,20 +369,27 @@ class StatusServer:
         if op == "snapshot":
             return self._snapshot_bytes()
         if op == "ping":
-            return _pack({"ok": True, "version": __version__, "protocol": PROTOCOL})
+            return _pack({"ok": True, "version": __version__, "protocol": PROTOCOL,
+                          "ops": sorted(self._handlers)})
         handler = self._handlers.get(op) if isinstance(op, str) else None
         if handler is not None:
-            try:
-                return _pack(handler(request))
-            except ValueError as e:
-                self.errors += 1
-                return _pack({"error": str(e)})
-            except Exception as e:
-                self.errors += 1
-                log.exception("status op %r failed", op)
-                return _pack({"error": f"{op} failed: {type(e).__name__}: {e}"})
+            return await self._call(handler, request, peer)
         self.errors += 1
         return _pack({"error": f"unknown op {op!r}"})
+
+    async def _call(self, handler: Handler, request: dict[str, Any], peer: Peer) -> bytes:
+        try:
+            reply = await handler(request, peer)
+            if not isinstance(reply, dict):
+                raise TypeError(f"handler returned {type(reply).__name__}, not a map")
+            return _pack(reply)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the handler's message is meant for the operator
+            self.errors += 1
+            if not isinstance(e, (ValueError, LookupError, PermissionError, OSError)):
+                log.exception("status op %r failed", request.get("op"))
+            return _pack({"error": str(e) or type(e).__name__})
 
     def _snapshot_bytes(self) -> bytes:
         now = time.monotonic()
@@ -387,22 +446,27 @@ class StatusClient:
     async def ping(self) -> dict[str, Any]:
         return await self.request({"op": "ping"})
 
-    async def request(self, message: dict[str, Any]) -> dict[str, Any]:
+    async def request(self, message: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        """One request; ``timeout`` overrides the client's for slow ops (browse).
+
+        Only idempotent requests are retried on a stale connection; an
+        operator request that may have reached the agent is never sent twice.
+        """
         async with self._lock:
             reused = self._writer is not None
             try:
-                reply = await self._roundtrip(message)
+                reply = await self._roundtrip(message, timeout)
             except AgentUnavailable:
-                if not reused:
+                if not reused or message.get("op") not in _IDEMPOTENT:
                     raise
-                reply = await self._roundtrip(message)  # stale connection: retry once
+                reply = await self._roundtrip(message, timeout)  # stale connection: retry once
         if "error" in reply:
             raise StatusError(str(reply["error"]))
         return reply
 
-    async def _roundtrip(self, message: dict[str, Any]) -> dict[str, Any]:
+    async def _roundtrip(self, message: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.timeout if timeout is None else timeout):
                 if self._writer is None or self._writer.is_closing():
                     await self._close_conn()
                     self._reader, self._writer = await asyncio.open_unix_connection(

@@ -3,6 +3,10 @@
 # installed in place (maturin develop), then cargo test and pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# tmux: the terminal the TUI's end-to-end test runs `tidegate demo` in.
+if ! command -v tmux >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null
+fi
 python3 -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip

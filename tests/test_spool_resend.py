@@ -8,15 +8,15 @@ import sys
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edge import _core
 from edge.cli import main
 from edge.resend import handle_resend, parse_seq_range, parse_time
-from edge.status import StatusServer
+from edge.status import Peer, StatusServer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from spoolhelp import S, T0, data_frame, free_udp_port, wait_for  # noqa: E402
@@ -35,8 +35,10 @@ class Agentish:
         self.sender = _core.DiodeSender(self.spool, f"127.0.0.1:{port}", 0)
         self.socket = str(tmp / "agent.sock")
         self.loop = asyncio.new_event_loop()
-        self.server = StatusServer(self.socket, dict,
-                                   handlers={"resend": partial(handle_resend, self.spool, self.sender)})
+        async def resend(request: dict[str, Any], peer: Peer) -> dict[str, Any]:
+            return handle_resend(self.spool, self.sender, request)
+
+        self.server = StatusServer(self.socket, dict, handlers={"resend": resend})
         ready = threading.Event()
 
         def serve() -> None:
@@ -169,7 +171,7 @@ def test_running_agent_serves_resend(tmp_path: Path, capsys: pytest.CaptureFixtu
         assert "queued 3 frames (seq 0..2)" in capsys.readouterr().out
         wait_for("re-sent", lambda: fetch_snapshot(str(sock))["link"]["resent_frames"] >= 3)
         snap = fetch_snapshot(str(sock))
-        assert any(e["kind"] == "resend" for e in snap["events"])
+        assert any(e["kind"] == "operator_resend" for e in snap["events"])
         assert snap["spool"]["capacity_bytes"] == 2048 << 20
     finally:
         p.send_signal(signal.SIGTERM)

@@ -107,7 +107,7 @@ async def test_roundtrip_and_ping(sock_path: str) -> None:
         got = await client.snapshot()
         assert got == snap
         pong = await client.ping()
-        assert pong == {"ok": True, "version": __version__, "protocol": 1}
+        assert pong == {"ok": True, "version": __version__, "protocol": 1, "ops": []}
         # several requests on one connection
         for _ in range(3):
             assert (await client.snapshot())["agent"]["site"] == "plant-a"

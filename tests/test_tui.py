@@ -123,7 +123,7 @@ def screen_text(app: TidegateApp) -> str:
 async def test_tags_table_shows_and_updates_values(sock_path: str) -> None:
     plant = Plant()
     async with StatusServer(sock_path, plant.snapshot, cache_s=0):
-        app = TidegateApp(sock_path, refresh=0.1)
+        app = TidegateApp(sock_path, refresh=0.1, start="tags")
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: table(app).row_count == 15)
             assert cell(app, "i0", "name") == "line1.temp0"
@@ -176,14 +176,15 @@ async def test_tags_table_shows_and_updates_values(sock_path: str) -> None:
 async def test_layout_fits_80x24(sock_path: str) -> None:
     plant = Plant(n_tags=40)
     async with StatusServer(sock_path, plant.snapshot):
-        app = TidegateApp(sock_path, refresh=0.1)
+        app = TidegateApp(sock_path, refresh=0.1, start="tags")
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: table(app).row_count == 43)
             text = screen_text(app)
             lines = text.splitlines()
             assert len(lines) == 24
+            assert "1 Overview" in lines[1] and "2 Tags" in lines[1]
             for header in ("Tag", "Value", "Quality", "Age", "Count"):
-                assert header in lines[1]
+                assert header in lines[2]
             assert "plant-a" in lines[0] and "connected" in lines[0]
             assert "Filter" in lines[-1] and "Quit" in lines[-1] and "Help" in lines[-1]
             assert "line1.temp0" in text and "20.5 degC" in text
@@ -200,7 +201,7 @@ async def test_layout_fits_80x24(sock_path: str) -> None:
 async def test_filter_narrows_rows(sock_path: str) -> None:
     plant = Plant()
     async with StatusServer(sock_path, plant.snapshot):
-        app = TidegateApp(sock_path, refresh=0.1)
+        app = TidegateApp(sock_path, refresh=0.1, start="tags")
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: table(app).row_count == 15)
             await pilot.press("slash")
@@ -226,7 +227,7 @@ async def test_filter_narrows_rows(sock_path: str) -> None:
 async def test_help_screen(sock_path: str) -> None:
     plant = Plant()
     async with StatusServer(sock_path, plant.snapshot):
-        app = TidegateApp(sock_path, refresh=0.1)
+        app = TidegateApp(sock_path, refresh=0.1, start="tags")
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: table(app).row_count == 15)
             await pilot.press("question_mark")
@@ -251,7 +252,7 @@ async def test_reconnects_when_agent_restarts(sock_path: str) -> None:
     plant = Plant()
     server = StatusServer(sock_path, plant.snapshot, cache_s=0)
     await server.start()
-    app = TidegateApp(sock_path, refresh=0.1, timeout=0.5)
+    app = TidegateApp(sock_path, refresh=0.1, timeout=0.5, start="tags")
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: table(app).row_count == 15)
         await server.close()
@@ -274,7 +275,7 @@ async def test_reconnects_when_agent_restarts(sock_path: str) -> None:
 
 
 async def test_starts_before_the_agent(sock_path: str) -> None:
-    app = TidegateApp(sock_path, refresh=0.1, timeout=0.5)
+    app = TidegateApp(sock_path, refresh=0.1, timeout=0.5, start="tags")
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.link.failures >= 1)
         assert "connecting" in status(app)
@@ -329,3 +330,61 @@ def test_low_bandwidth_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert os.environ["TEXTUAL_ANIMATIONS"] == "none"
     assert constants.COLOR_SYSTEM == "standard"
     assert constants.TEXTUAL_ANIMATIONS == "none"
+
+
+def test_cli_refuses_bad_tui_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    from edge.cli import main
+
+    assert main(["tui", "--refresh", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "tidegate tui: --refresh: must be a positive number of seconds, got 0.0"
+    with pytest.raises(SystemExit) as e:
+        main(["tui", "--screen", "nowhere"])
+    assert e.value.code == 2
+    assert "--screen: invalid choice: 'nowhere'" in capsys.readouterr().err
+
+
+def test_parse_when_and_spark() -> None:
+    from tui.format import parse_when, spark
+
+    now = 1_800_000_000_000_000_000
+    assert parse_when("now", now) == now
+    assert parse_when("-15m", now) == now - 900 * 10**9
+    assert parse_when(" -2h ", now) == now - 7200 * 10**9
+    assert parse_when("2027-01-15 08:00", now) == now
+    assert parse_when("2027-01-15T08:00:01Z", now) == now + 10**9
+    for bad in ("", "yesterday", "-xm", "2027-13-01 00:00"):
+        with pytest.raises(ValueError):
+            parse_when(bad, now)
+    assert spark([], 4) == "    "
+    assert spark([1.0, 1.0], 3) == " ▁▁"
+    assert spark([0.0, 5.0, 10.0], 3) == "▁▅█"
+    assert spark([float(i) for i in range(20)], 4) == "▁▃▆█"
+
+
+def test_history_rings_rates_and_events() -> None:
+    from tui.history import History
+
+    h = History(tag_ring=5)
+    t0 = 1_700_000_000_000_000_000
+    for n in range(8):
+        snap = {
+            "agent": {"now_ns": t0 + n * 10**9},
+            "tags": [{"source": "s", "name": f"t{i}", "value": float(n * 100 + i)} for i in range(100)]
+            + [{"source": "s", "name": "flag", "value": n % 2 == 0},
+               {"source": "s", "name": "text", "value": "AUTO"},
+               {"source": "s", "name": "gappy", "value": None if n % 3 else float(n)}],
+            "link": {"bytes_sent": 1000 * n},
+            "counters": {"heartbeat_frames": n // 2},
+            "events": [{"time_ns": t0 + k, "kind": "k", "text": str(k)} for k in range(n)],
+        }
+        h.take(snap)
+        h.take(snap)  # the same (cached) snapshot again changes nothing
+    assert h.updates == 8
+    assert h.tag({"source": "s", "name": "t99"}) == [399.0, 499.0, 599.0, 699.0, 799.0]  # last 5, oldest first
+    assert h.tag({"source": "s", "name": "flag"}) == [0.0, 1.0, 0.0, 1.0, 0.0]  # n = 3..7
+    assert h.tag({"source": "s", "name": "text"}) == []
+    assert h.tag({"source": "s", "name": "gappy"}) == [3.0, 6.0]
+    assert h.tag({"source": "other", "name": "t1"}) == []
+    assert h.link_rate == 1000.0
+    assert h.heartbeat_age_ns() == 10**9  # count moved at n=6, now n=7
+    assert [e["text"] for e in h.events] == [str(k) for k in range(7)]

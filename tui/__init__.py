@@ -44,11 +44,13 @@ def apply_low_bandwidth() -> None:
             setattr(constants, name, value)
 
 
-def run_tui(socket_path: str, refresh: float = 1.0, low_bandwidth: bool = False) -> None:
-    """Run the TUI in the current terminal until the user quits."""
+def run_tui(socket_path: str, refresh: float = 1.0, low_bandwidth: bool = False, *,
+            operator: bool = False, start: str = "overview") -> None:
+    """Run the TUI in the current terminal until the user quits. ``operator``
+    asks the agent for operator rights (read-only otherwise)."""
     if low_bandwidth:
         apply_low_bandwidth()
         refresh = max(refresh, LOW_BANDWIDTH_REFRESH)
     from tui.app import TidegateApp
 
-    TidegateApp(socket_path, refresh=refresh, read_only=True).run()
+    TidegateApp(socket_path, refresh=refresh, read_only=not operator, start=start).run()

@@ -161,3 +161,47 @@ def format_time_ns(t_ns: int | None) -> str:
         return "—"
     dt = datetime.fromtimestamp(int(t_ns) / 1e9, tz=UTC)
     return dt.strftime("%Y-%m-%d %H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def spark(values: list[float], width: int) -> str:
+    """The last ``width`` values as block glyphs scaled between their min and
+    max (a flat series draws as a flat low line); padded left with spaces."""
+    if width <= 0:
+        return ""
+    vals = values[-width:]
+    if not vals:
+        return " " * width
+    lo, hi = min(vals), max(vals)
+    span = hi - lo
+    top = len(SPARK) - 1
+    out = [SPARK[0] if span <= 0 else SPARK[min(top, int((v - lo) / span * top + 0.5))] for v in vals]
+    return " " * (width - len(out)) + "".join(out)
+
+
+def parse_when(text: str, now_ns: int) -> int:
+    """An operator's time: ``now``, relative ``-15m`` / ``-2h`` / ``-90s`` /
+    ``-1d``, or UTC ``YYYY-MM-DD HH:MM[:SS]`` (``T`` and a trailing ``Z``
+    accepted) -> ns since epoch. ValueError with a readable message otherwise."""
+    s = text.strip()
+    if not s:
+        raise ValueError("empty time")
+    if s.lower() == "now":
+        return now_ns
+    if s[0] in "+-" and len(s) > 2 and s[-1].lower() in "smhd":
+        try:
+            n = float(s[1:-1])
+        except ValueError:
+            raise ValueError(f"not a relative time: {text!r} (try -15m, -2h)") from None
+        secs = n * {"s": 1, "m": 60, "h": 3600, "d": 86400}[s[-1].lower()]
+        return now_ns + int((secs if s[0] == "+" else -secs) * 1e9)
+    iso = s.rstrip("Zz").replace("T", " ")
+    for fmt in ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"):
+        try:
+            dt = datetime.strptime(iso, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+        return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1000
+    raise ValueError(f"not a time: {text!r} (use now, -15m, or YYYY-MM-DD HH:MM:SS in UTC)")

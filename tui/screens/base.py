@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, ClassVar, cast
 
+from textual.app import ComposeResult
 from textual.css.query import NoMatches
 from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer
 
 from tui.messages import AgentLink
+from tui.widgets.mode_bar import ModeBar
 from tui.widgets.status_line import StatusLine
 
 if TYPE_CHECKING:
@@ -17,16 +22,29 @@ if TYPE_CHECKING:
 class DataScreen(Screen[None]):
     """A screen fed by the app's poller.
 
-    The app calls :meth:`render_link` on the *active* screen after each poll;
-    a screen under a modal or in another mode is skipped and catches up in
-    :meth:`on_screen_resume`. Subclasses implement :meth:`render_snapshot`.
+    Layout: status line, mode bar, the screen's body (:meth:`compose_body`),
+    footer with the keys of this screen. The app calls :meth:`render_link` on
+    the *active* screen after each poll; a screen under a modal or in another
+    mode is skipped and catches up in :meth:`on_screen_resume`. Subclasses
+    implement :meth:`render_snapshot`.
     """
 
+    MODE: ClassVar[str] = ""
+    GLOSSARY: ClassVar[tuple[tuple[str, str], ...]] = ()  # (term, explanation) for the help screen
     _ready: bool = False
 
     @property
     def tg_app(self) -> TidegateApp:
         return cast("TidegateApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        yield StatusLine()
+        yield ModeBar(self.MODE)
+        yield from self.compose_body()
+        yield Footer()
+
+    def compose_body(self) -> Iterable[Widget]:  # pragma: no cover
+        raise NotImplementedError
 
     def render_link(self, link: AgentLink) -> None:
         if not self._ready:

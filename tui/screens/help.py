@@ -11,17 +11,12 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
-COLUMN_HELP = (
-    ("Value", "latest value with unit; — when the server sent none"),
-    ("Quality", "OPC UA severity from the StatusCode's top two bits: "
-                "Good / Uncertain / Bad, then the code in hex"),
-    ("Age", "agent clock minus the value's source timestamp"),
-    ("Count", "values received since the agent started"),
-)
+from tui.widgets.mode_bar import MODE_TITLES
 
 
 def _key_display(key: str) -> str:
-    names = {"question_mark": "?", "slash": "/", "escape": "esc", "enter": "enter"}
+    names = {"question_mark": "?", "slash": "/", "escape": "esc", "enter": "enter", "colon": ":",
+             "space": "space"}
     return ", ".join(names.get(k.strip(), k.strip()) for k in key.split(","))
 
 
@@ -74,23 +69,28 @@ class HelpScreen(ModalScreen[None]):
         sources.append(self.app)
         for src in sources:
             for b in _bindings(src):
-                if b.key in seen or not b.description:
+                if b.key in seen or not b.description or b.action.startswith("switch_mode"):
                     continue
                 seen.add(b.key)
-                keys.add_row(_key_display(b.key), b.description)
-        keys.add_row("↑ ↓ pgup pgdn", "move in the table")
+                keys.add_row(_key_display(b.key), b.tooltip or b.description)
+        keys.add_row("1 … 7", "  ".join(f"{i} {t}" for i, (_, t) in enumerate(MODE_TITLES, start=1)))
+        keys.add_row("ctrl+p", "also opens the command palette: screens, actions, jump to a tag")
+        keys.add_row("↑ ↓ pgup pgdn", "move; tab moves between fields")
         keys.add_row("ctrl+home/end", "first / last row")
         cols = Table.grid(padding=(0, 2))
         cols.add_column(style="bold", no_wrap=True)
         cols.add_column()
-        for name, text in COLUMN_HELP:
+        for name, text in getattr(self._under, "GLOSSARY", ()):
             cols.add_row(name, text)
-        mode = "read-only: this TUI changes nothing" if self._read_only else "read-write"
+        rights = getattr(self.app, "rights", "")
+        mode = f"read-only ({rights}): this TUI changes nothing" if self._read_only \
+            else f"read-write ({rights}): changes ask for confirmation"
         with VerticalScroll():
             yield Static(Text("tidegate — keys", style="bold"))
             yield Static(keys, id="help-keys")
-            yield Static(Text("\nColumns", style="bold"))
-            yield Static(cols)
+            if cols.row_count:
+                yield Static(Text("\nOn this screen", style="bold"))
+                yield Static(cols)
             yield Static(Text(f"\n{mode}. esc or ? closes this help.", style="dim"))
 
     def action_close(self) -> None:

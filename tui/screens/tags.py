@@ -6,11 +6,13 @@ from typing import Any
 
 from rich.text import Text
 from textual import on
-from textual.app import ComposeResult
+from collections.abc import Iterable
+
+from textual.widget import Widget
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.events import Resize
-from textual.widgets import DataTable, Footer, Input, Label, Static
+from textual.widgets import DataTable, Input, Label, Static
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 
 from tui.format import (
@@ -20,13 +22,13 @@ from tui.format import (
     format_value,
     quality,
     quality_text,
+    spark,
     tag_age_ns,
     truncate,
 )
 from tui.messages import AgentLink
 from tui.screens.base import DataScreen
 from tui.widgets.live_table import LiveTable
-from tui.widgets.status_line import StatusLine
 
 # column key, label, fixed width (None: takes the remaining width)
 COLUMNS: tuple[tuple[str, str, int | None], ...] = (
@@ -36,7 +38,12 @@ COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("age", "Age", 6),
     ("count", "Count", 7),
 )
+TREND: tuple[str, str, int | None] = ("trend", "Trend", 12)
+TREND_MIN_WIDTH = 100  # the trend column is shown from this terminal width up
+DETAIL_SPARK = 16
 MIN_NAME = 12
+# sort orders, cycled with "s": (name, key function or None for the agent's order)
+SORTS: tuple[str, ...] = ("agent order", "name", "quality", "age")
 CELL_PADDING = 1  # DataTable default, each side
 SCROLLBAR = 1
 
@@ -87,11 +94,33 @@ def to_text(cell: Cell) -> Text:
     return Text(text, style=style, justify="right" if justify == "right" else "left")
 
 
-class TagsScreen(DataScreen):
-    """The table of all tags, filterable by name."""
+def sort_tags(tags: list[dict[str, Any]], order: str) -> list[dict[str, Any]]:
+    if order == "name":
+        return sorted(tags, key=lambda t: str(t.get("name", "")).casefold())
+    if order == "quality":  # Bad first, then Uncertain; ties by name
+        return sorted(tags, key=lambda t: (-((int(t.get("status") or 0) >> 30) & 3),
+                                           str(t.get("name", "")).casefold()))
+    if order == "age":  # oldest value first; tags with no value at the end
+        return sorted(tags, key=lambda t: (not t.get("source_ns"), int(t.get("source_ns") or 0)))
+    return tags
 
+
+class TagsScreen(DataScreen):
+    """The table of all tags, filterable by name, sortable."""
+
+    MODE = "tags"
+    GLOSSARY = (
+        ("Value", "latest value with unit; — when the server sent none"),
+        ("Trend", "the tag's recent values, one per refresh (from 100 columns up; "
+                  "otherwise on the detail line)"),
+        ("Quality", "OPC UA severity from the StatusCode's top two bits: "
+                    "Good / Uncertain / Bad, then the code in hex"),
+        ("Age", "agent clock minus the value's source timestamp"),
+        ("Count", "values received since the agent started"),
+    )
     BINDINGS = [
         Binding("slash", "start_filter", "Filter", id="tags.filter"),
+        Binding("s", "cycle_sort", "Sort", id="tags.sort"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="tags.clear_filter"),
     ]
 
@@ -131,6 +160,8 @@ class TagsScreen(DataScreen):
     def __init__(self) -> None:
         super().__init__(id="tags")
         self.filter_text = ""
+        self.sort = SORTS[0]
+        self._columns: tuple[tuple[str, str, int | None], ...] = COLUMNS
         self._order: list[str] = []  # row keys in the table, in order
         self._tags: dict[str, dict[str, Any]] = {}  # latest tag per row key
         self._shown: dict[str, Cells] = {}  # what the table holds per row
@@ -140,15 +171,13 @@ class TagsScreen(DataScreen):
         self._name_width = MIN_NAME
         self._detail: Text | None = None
 
-    def compose(self) -> ComposeResult:
-        yield StatusLine()
+    def compose_body(self) -> Iterable[Widget]:
         yield LiveTable(id="tags-table")
         yield Static("", id="tag-detail", markup=False)
         with Horizontal(id="filter-bar"):
             yield Label("/", id="filter-slash")
             yield Input(placeholder="tag name contains…  (Enter keep, Esc clear)", id="tag-filter")
             yield Label("", id="filter-count")
-        yield Footer(show_command_palette=False)
 
     @property
     def table(self) -> LiveTable:
@@ -158,9 +187,14 @@ class TagsScreen(DataScreen):
 
     # ------------------------------------------------------------ rendering
 
+    @staticmethod
+    def _columns_for(width: int) -> tuple[tuple[str, str, int | None], ...]:
+        return COLUMNS[:2] + (TREND,) + COLUMNS[2:] if width >= TREND_MIN_WIDTH else COLUMNS
+
     def _name_width_for(self, width: int) -> int:
-        fixed = sum(w for _, _, w in COLUMNS if w is not None)
-        pads = 2 * CELL_PADDING * len(COLUMNS)
+        cols = self._columns_for(width)
+        fixed = sum(w for _, _, w in cols if w is not None)
+        pads = 2 * CELL_PADDING * len(cols)
         return max(MIN_NAME, width - fixed - pads - SCROLLBAR)
 
     def on_unmount(self) -> None:
@@ -174,7 +208,8 @@ class TagsScreen(DataScreen):
         table = self.table
         table.clear(columns=True)
         self._name_width = name_width
-        for key, label, width in COLUMNS:
+        self._columns = self._columns_for(self.size.width or 80)
+        for key, label, width in self._columns:
             table.add_column(label, width=width if width is not None else name_width, key=key)
         self._order = []
         self._shown = {}
@@ -182,7 +217,7 @@ class TagsScreen(DataScreen):
 
     def on_resize(self, event: Resize) -> None:
         width = self._name_width_for(event.size.width)
-        if width != self._name_width:
+        if width != self._name_width or self._columns != self._columns_for(event.size.width):
             self._setup_columns(width)
             self.render_snapshot(self.tg_app.link)
 
@@ -202,6 +237,7 @@ class TagsScreen(DataScreen):
             tags_shown = [t for t in tags if needle in str(t.get("name", "")).casefold()]
         else:
             tags_shown = tags
+        tags_shown = sort_tags(tags_shown, self.sort)
         self._tags = {row_key(t): t for t in tags_shown}
         if len(self._tags) != len(self._order) or list(self._tags) != self._order:
             self._rebuild(list(self._tags))
@@ -216,7 +252,7 @@ class TagsScreen(DataScreen):
         table = self.table
         current = self._cursor_key()
         table.clear()
-        blank = ("",) * len(COLUMNS)
+        blank = ("",) * len(self._columns)
         for k in keys:
             table.add_row(*blank, key=k)
         self._order = keys
@@ -230,6 +266,9 @@ class TagsScreen(DataScreen):
         table = self.table
         order, tags, shown, cache = self._order, self._tags, self._shown, self._static
         now_ns, width = self._now_ns, self._name_width
+        columns = self._columns
+        trend = len(columns) > len(COLUMNS)
+        history = self.tg_app.history
         for i in table.visible_rows():
             key = order[i]
             tag = tags.get(key)
@@ -242,11 +281,15 @@ class TagsScreen(DataScreen):
                 cache[key] = hit
             name, value, qual, count = hit[1]
             age: Cell = (format_age(tag_age_ns(tag, now_ns)), "", "right")
-            new = (name, value, qual, age, count)
+            if trend:
+                line: Cell = (spark(history.tag(tag), TREND[2] or 0), "cyan", "left")
+                new: Cells = (name, value, line, qual, age, count)
+            else:
+                new = (name, value, qual, age, count)
             old = shown.get(key)
             if old == new:
                 continue
-            for j, (col, _, _) in enumerate(COLUMNS):
+            for j, (col, _, _) in enumerate(columns):
                 if old is None or old[j] != new[j]:
                     table.update_cell(key, col, to_text(new[j]))
             shown[key] = new
@@ -276,6 +319,9 @@ class TagsScreen(DataScreen):
             tag = self._tags.get(key) if key is not None else None
             if tag is not None:
                 t.append(str(tag.get("name", "?")), style="bold")
+                values = self.tg_app.history.tag(tag)
+                if len(values) > 1:
+                    t.append(" " + spark(values, DETAIL_SPARK).strip(), style="cyan")
                 status = int(tag.get("status") or 0)
                 parts = [
                     str(tag.get("source") or ""),
@@ -296,7 +342,19 @@ class TagsScreen(DataScreen):
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._render_detail(self.tg_app.link, len((self.tg_app.link.snapshot or {}).get("tags") or []))
 
-    # ------------------------------------------------------------ filter
+    # ------------------------------------------------------------ filter and sort
+
+    def action_cycle_sort(self) -> None:
+        self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
+        self.notify(f"Tags sorted by {self.sort}", timeout=2)
+        self.render_snapshot(self.tg_app.link)
+
+    def set_filter(self, text: str) -> None:
+        """Show only tags whose name contains `text` (from the command palette)."""
+        box = self.query_one("#tag-filter", Input)
+        self.query_one("#filter-bar").set_class(bool(text), "-active")
+        box.value = text
+        self._set_filter(text)
 
     def action_start_filter(self) -> None:
         self.query_one("#filter-bar").add_class("-active")

@@ -33,6 +33,11 @@ def status_text(link: AgentLink, read_only: bool = True) -> Text:
         stale = link.stale_for()
         if stale is not None:
             t.append(f" data {format_age(int(stale * 1e9))} old", style="red")
+    t.append(SEP, style="dim")
+    if read_only:
+        t.append("RO", style="dim")
+    else:
+        t.append("RW", style="bold magenta")
     if not snap:
         return t
     dim = "dim" if link.state != "connected" else ""
@@ -53,9 +58,6 @@ def status_text(link: AgentLink, read_only: bool = True) -> Text:
     backlog = net.get("backlog")
     if backlog:
         t.append(f" +{backlog} queued", style="yellow")
-    if not read_only:
-        t.append(SEP, style="dim")
-        t.append("RW", style="bold magenta")
     return t
 
 
