@@ -1,3 +1,5 @@
+//! Codec v1: the layout stays readable (and its encoder testable) forever.
+use super::v1::encode;
 use super::*;
 use crate::testutil::Rng;
 
@@ -19,7 +21,7 @@ fn extreme_i64(r: &mut Rng) -> i64 {
     }
 }
 
-fn random_chunk(r: &mut Rng, n: usize) -> Chunk {
+pub(super) fn random_chunk(r: &mut Rng, n: usize) -> Chunk {
     let n_tags = 1 + r.below(20) as u32;
     let mut c = Chunk::with_capacity(n);
     let mut t = 1_700_000_000_000_000_000i64;
