@@ -4,7 +4,7 @@
 //! outweighs the data).
 
 use pco::standalone::{simple_compress, simple_decompress_into};
-use pco::ChunkConfig;
+use pco::{ChunkConfig, DeltaSpec};
 
 use super::varint::{put_u64, Reader};
 use super::CodecError;
@@ -59,15 +59,23 @@ fn pco_err(field: &'static str, offset: usize, e: impl std::fmt::Display) -> Cod
     }
 }
 
-/// Append `u8 method, varint len, bytes` for `vals`.
-pub fn put<T: ColumnNum>(out: &mut Vec<u8>, vals: &[T]) -> Result<(), CodecError> {
+/// Append `u8 method, varint len, bytes` for `vals`. `delta` tells pco
+/// whether to look for deltas itself: our integer columns are deltas
+/// already, and pco's automatic search is its most expensive step.
+pub fn put<T: ColumnNum>(
+    out: &mut Vec<u8>,
+    vals: &[T],
+    delta: DeltaSpec,
+) -> Result<(), CodecError> {
     let mut var = Vec::with_capacity(vals.len() * 2);
     for &v in vals {
         put_u64(&mut var, v.to_zigzag_u64());
     }
     let mut best = (METHOD_VARINT, var);
     if vals.len() >= PCO_MIN_N {
-        let cfg = ChunkConfig::default().with_compression_level(PCO_LEVEL);
+        let cfg = ChunkConfig::default()
+            .with_compression_level(PCO_LEVEL)
+            .with_delta_spec(delta);
         let p = simple_compress(vals, &cfg).map_err(|e| pco_err("column", 0, e))?;
         if p.len() < best.1.len() {
             best = (METHOD_PCO, p);

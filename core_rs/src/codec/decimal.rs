@@ -38,12 +38,18 @@ pub fn decode(k: i64, e: u8, w: Width) -> u64 {
 /// k for `bits` at exponent e, if it round-trips exactly.
 #[inline]
 pub fn encode_one(bits: u64, e: u8, w: Width) -> Option<i64> {
-    let v = f64::from_bits(bits);
-    let k = (v * POW10[e as usize]).round();
-    if k.is_nan() || k.abs() >= K_LIMIT {
+    let x = f64::from_bits(bits) * POW10[e as usize];
+    if x.is_nan() || x.abs() >= K_LIMIT {
         return None; // also NaN and infinities
     }
-    let k = k as i64;
+    // Round to nearest by the 1.5 * 2^52 trick: no libm call, and any tie
+    // rule is fine since the round trip below decides.
+    const MAGIC: f64 = 6_755_399_441_055_744.0;
+    let k = if x.abs() < 2_251_799_813_685_248.0 {
+        (x + MAGIC) - MAGIC
+    } else {
+        x.round()
+    } as i64;
     (decode(k, e, w) == bits).then_some(k)
 }
 

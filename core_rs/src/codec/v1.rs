@@ -21,7 +21,7 @@ const ZSTD_LEVEL: i32 = 3;
 const MIN_SAMPLE_BYTES: usize = 10;
 
 /// Write (value, run) pairs covering the whole column.
-pub(crate) fn put_rle<T: Copy + PartialEq>(
+pub fn put_rle<T: Copy + PartialEq>(
     out: &mut Vec<u8>,
     vals: impl Iterator<Item = T>,
     put: impl Fn(&mut Vec<u8>, T),

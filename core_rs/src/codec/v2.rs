@@ -9,6 +9,8 @@
 //! integers and of decimal-float mantissas), floats (non-decimal doubles),
 //! words (XOR of untyped 64-bit words).
 
+use pco::DeltaSpec;
+
 use super::decimal::{self, Width};
 use super::v1::{inflate, put_rle, read_rle};
 use super::varint::{put_u64, Reader};
@@ -96,10 +98,11 @@ pub fn encode_with(c: &Columns<'_>, kinds: &[u8], compress: bool) -> Result<Vec<
         let idx = &order[pos..pos + run.count];
         pos += run.count;
         let vals = idx.iter().map(|&i| c.value_bits[i]);
-        (run.mode, run.e) = choose_mode(
-            kinds.get(run.tag as usize).copied().unwrap_or(0),
-            vals.clone(),
-        );
+        // The exponent is chosen on an even sample of at most 64 values; the
+        // encoding below still checks every value.
+        let step = run.count.div_ceil(64);
+        let sample = idx.iter().step_by(step).map(|&i| c.value_bits[i]);
+        (run.mode, run.e) = choose_mode(kinds.get(run.tag as usize).copied().unwrap_or(0), sample);
 
         // Time: the run's first sample against the previous run's first.
         let mut prev = base;
@@ -121,7 +124,8 @@ pub fn encode_with(c: &Columns<'_>, kinds: &[u8], compress: bool) -> Result<Vec<
             MODE_DEC64 | MODE_DEC32 => {
                 let w = width(run.mode);
                 let mut prev = 0i64;
-                for (j, v) in vals.enumerate() {
+                let at = ints.len();
+                for (j, v) in vals.clone().enumerate() {
                     match decimal::encode_one(v, run.e, w) {
                         Some(k) => {
                             ints.push(k.wrapping_sub(prev));
@@ -129,6 +133,13 @@ pub fn encode_with(c: &Columns<'_>, kinds: &[u8], compress: bool) -> Result<Vec<
                         }
                         None => run.exceptions.push((j, v)),
                     }
+                }
+                if run.exceptions.len() * 4 > run.count {
+                    // The sample misled us: the plain float column is better.
+                    ints.truncate(at);
+                    run.exceptions.clear();
+                    run.mode = MODE_FLOAT;
+                    floats.extend(vals.map(f64::from_bits));
                 }
             }
             MODE_FLOAT => floats.extend(vals.map(f64::from_bits)),
@@ -178,7 +189,7 @@ pub fn encode_with(c: &Columns<'_>, kinds: &[u8], compress: bool) -> Result<Vec<
     put_u64(&mut out, n as u64);
     put_u64(&mut out, c.strings.len() as u64);
     let z = if compress && head.len() > 64 {
-        zstd::bulk::compress(&head, ZSTD_LEVEL).map_err(|e| CodecError::Zstd(e.to_string()))?
+        zstd_head(&head)?
     } else {
         Vec::new()
     };
@@ -192,12 +203,29 @@ pub fn encode_with(c: &Columns<'_>, kinds: &[u8], compress: bool) -> Result<Vec<
     put_u64(&mut out, body.len() as u64);
     out.extend_from_slice(body);
 
-    column::put(&mut out, &time)?;
-    column::put(&mut out, &latency)?;
-    column::put(&mut out, &ints)?;
-    column::put(&mut out, &floats)?;
-    column::put(&mut out, &words)?;
+    column::put(&mut out, &time, DeltaSpec::NoOp)?;
+    column::put(&mut out, &latency, DeltaSpec::NoOp)?;
+    column::put(&mut out, &ints, DeltaSpec::NoOp)?;
+    column::put(&mut out, &floats, DeltaSpec::TryConsecutive(1))?;
+    column::put(&mut out, &words, DeltaSpec::NoOp)?;
     Ok(out)
+}
+
+thread_local! {
+    // A zstd context costs more to set up than a small head costs to compress.
+    static ZSTD: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn zstd_head(head: &[u8]) -> Result<Vec<u8>, CodecError> {
+    let err = |e: std::io::Error| CodecError::Zstd(e.to_string());
+    ZSTD.with(|z| {
+        let mut z = z.borrow_mut();
+        if z.is_none() {
+            *z = Some(zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(err)?);
+        }
+        z.as_mut().expect("set").compress(head).map_err(err)
+    })
 }
 
 fn invalid(field: &'static str, offset: usize, msg: String) -> CodecError {
