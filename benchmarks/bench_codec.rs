@@ -144,7 +144,7 @@ fn gorilla_encode(ts: &[i64], vals: &[u64]) -> Vec<u8> {
                 w.put(0, 1);
             } else if let Some(&(p, pb, b)) = BUCKETS
                 .iter()
-                .find(|&&(_, _, b)| dod >= -(1i64 << (b - 1)) + 1 && dod <= 1i64 << (b - 1))
+                .find(|&&(_, _, b)| dod > -(1i64 << (b - 1)) && dod <= 1i64 << (b - 1))
             {
                 w.put(p, pb);
                 w.put(dod as u64 & ((1u64 << b) - 1), b);
@@ -227,9 +227,11 @@ fn sext(v: u64, bits: u32) -> i64 {
 }
 
 /// Per-tag series of a window (sorted by tag, arrival order within a tag).
-fn series(c: &Chunk) -> Vec<(u32, Vec<i64>, Vec<u64>, Vec<u32>)> {
+type Series = (u32, Vec<i64>, Vec<u64>, Vec<u32>);
+
+fn series(c: &Chunk) -> Vec<Series> {
     let s = codec::canonical(&c.columns()).unwrap();
-    let mut out: Vec<(u32, Vec<i64>, Vec<u64>, Vec<u32>)> = Vec::new();
+    let mut out: Vec<Series> = Vec::new();
     for i in 0..s.len() {
         if out.last().is_none_or(|l| l.0 != s.tag[i]) {
             out.push((s.tag[i], vec![], vec![], vec![]));
@@ -308,6 +310,18 @@ fn main() {
     for path in &args {
         let d = load(path);
         let n = d.c.len();
+        // Every codec here is lossless: check it on a sample of windows first.
+        for c in windows(&d.c, 10_000_000_000).iter().take(20) {
+            assert_eq!(
+                codec::decode(&codec::encode_typed(&c.columns(), &d.kinds).unwrap()).unwrap(),
+                codec::canonical(&c.columns()).unwrap()
+            );
+            for (_, t, x, _) in series(c) {
+                let (mut t2, mut x2) = (Vec::new(), Vec::new());
+                gorilla_decode(&gorilla_encode(&t, &x), &mut t2, &mut x2);
+                assert!(t2 == t && x2 == x, "gorilla round trip");
+            }
+        }
         let span = (d.c.source_ns.iter().max().unwrap() - d.c.source_ns.iter().min().unwrap())
             as f64
             / 1e9;
@@ -407,21 +421,33 @@ fn main() {
                         },
                     ),
                 ));
+                let ts_status: Vec<usize> = ws
+                    .iter()
+                    .map(|c| {
+                        let cols = column_sizes(&v2::encode(&c.columns(), kinds).unwrap());
+                        cols[0] + cols[1]
+                    })
+                    .collect();
+                let next = std::cell::Cell::new(0usize);
                 rows.push((
                     "pco(8) on values + our ts + status".into(),
                     measure(
                         &ws,
                         reps,
                         |c| {
-                            let s = codec::canonical(&c.columns()).unwrap();
-                            let vals: Vec<f64> =
-                                s.value_bits.iter().map(|&b| f64::from_bits(b)).collect();
-                            let ours = v2::encode(&c.columns(), kinds).unwrap();
-                            let cols = column_sizes(&ours);
-                            // time column + head (tag runs, status, flags); not latency or values
+                            // Timed: pco on the value column, sorted by tag as ours is.
+                            let order = codec::tag_order(&c.tag);
+                            let vals: Vec<f64> = order
+                                .iter()
+                                .map(|&i| f64::from_bits(c.value_bits[i]))
+                                .collect();
+                            let k = next.get();
+                            next.set(k + 1);
+                            // Plus, untimed, our time column + head (tag runs,
+                            // status, flags): not latency, not values.
                             vec![
                                 pco::standalone::simple_compress(&vals, &pco_cfg).unwrap(),
-                                vec![0; cols[0] + cols[1]],
+                                vec![0; ts_status[k % ts_status.len()]],
                             ]
                         },
                         |o| {

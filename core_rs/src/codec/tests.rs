@@ -274,7 +274,7 @@ fn truncated_and_mutated_never_panic() {
     }
 }
 
-fn vector_chunk() -> Chunk {
+pub(super) fn vector_chunk() -> Chunk {
     Chunk {
         tag: vec![2, 1, 1],
         source_ns: vec![1_000, 1_000, 2_000],
@@ -286,7 +286,7 @@ fn vector_chunk() -> Chunk {
     }
 }
 
-fn hex(b: &[u8]) -> String {
+pub(super) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 

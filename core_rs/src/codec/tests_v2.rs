@@ -413,3 +413,30 @@ fn lossy_bound_checks_and_passthrough() {
     let out = f.apply(&c.columns(), 0).unwrap();
     assert_eq!(out.len(), c.len());
 }
+
+/// The v2 vector printed in docs/format.md: the v1 test chunk with tag 1 a
+/// Double and tag 2 untyped; columns this small are always varints.
+const VECTOR_V2: &str = concat!(
+    "020301", // version 2, 3 samples, 1 string
+    "001c1c", // head stored raw, 28 bytes
+    "02",
+    "0102010000",
+    "020104", // runs: tag 1 x2 dec64 e=0 0 exceptions; tag 2 x1 word
+    "0001808080800801",
+    "0001",                         // status runs: 0 x1, 0x80000000 x1, 0 x1
+    "000101010001",                 // flag runs: 0 x1, 1 x1, 0 x1
+    "026f6b",                       // strings: "ok"
+    "0005d00fd00f00",               // time: 1000, +1000 | 1000 - 1000 (vs tag 1's first)
+    "000c02e0e0ffffffffffffff010a", // latency: 1, MIN-2000 (wrapped), 5
+    "00020402",                     // ints: k 2, +1 (2.0, 3.0 at e = 0)
+    "0000",                         // floats: none
+    "000980808080808080f83f",       // words: 1.0 XOR 0
+);
+
+#[test]
+fn fixed_vector_v2() {
+    let c = super::tests::vector_chunk();
+    let enc = v2::encode_with(&c.columns(), &[0, kind::F64, 0], false).unwrap();
+    assert_eq!(super::tests::hex(&enc), VECTOR_V2);
+    assert_eq!(decode(&enc).unwrap(), canonical(&c.columns()).unwrap());
+}
