@@ -417,13 +417,15 @@ fn lossy_bound_checks_and_passthrough() {
 /// The v2 vector printed in docs/format.md: the v1 test chunk with tag 1 a
 /// Double and tag 2 untyped; columns this small are always varints.
 const VECTOR_V2: &str = concat!(
-    "020301", // version 2, 3 samples, 1 string
-    "001c1c", // head stored raw, 28 bytes
-    "02",
-    "0102010000",
-    "020104", // runs: tag 1 x2 dec64 e=0 0 exceptions; tag 2 x1 word
-    "0001808080800801",
-    "0001",                         // status runs: 0 x1, 0x80000000 x1, 0 x1
+    "020301",                       // version 2, 3 samples, 1 string
+    "001c1c",                       // head stored raw, 28 bytes
+    "02",                           // 2 runs
+    "0101",                         // tag deltas: 1, 1 (tags 1, 2)
+    "0100",                         // counts - 1: 2, 1
+    "0104",                         // modes: DEC64, WORD
+    "0000",                         // DEC64: e = 0, no exceptions
+    "0001808080800801",             // status runs: 0 x1, 0x80000000 x1,
+    "0001",                         // 0 x1
     "000101010001",                 // flag runs: 0 x1, 1 x1, 0 x1
     "026f6b",                       // strings: "ok"
     "0005d00fd00f00",               // time: 1000, +1000 | 1000 - 1000 (vs tag 1's first)

@@ -154,20 +154,30 @@ pub fn encode_with(c: &Columns<'_>, kinds: &[u8], compress: bool) -> Result<Vec<
     }
 
     let mut head: Vec<u8> = Vec::with_capacity(runs.len() * 8 + 16);
+    // Runs as columns (tag deltas, counts - 1, modes, then the decimal
+    // parameters): with one or two samples per tag per window these are
+    // most of the head, and zstd packs homogeneous runs of bytes best.
     put_u64(&mut head, runs.len() as u64);
+    let mut prev_tag = 0u32;
     for run in &runs {
-        put_u64(&mut head, run.tag.into());
-        put_u64(&mut head, run.count as u64);
-        head.push(run.mode);
-        if matches!(run.mode, MODE_DEC64 | MODE_DEC32) {
-            head.push(run.e);
-            put_u64(&mut head, run.exceptions.len() as u64);
-            let mut next = 0usize;
-            for &(j, v) in &run.exceptions {
-                put_u64(&mut head, (j - next) as u64); // gap since the last exception
-                head.extend_from_slice(&v.to_le_bytes());
-                next = j + 1;
-            }
+        put_u64(&mut head, (run.tag - prev_tag).into()); // ascending tags
+        prev_tag = run.tag;
+    }
+    for run in &runs {
+        put_u64(&mut head, run.count as u64 - 1);
+    }
+    head.extend(runs.iter().map(|r| r.mode));
+    for run in runs
+        .iter()
+        .filter(|r| matches!(r.mode, MODE_DEC64 | MODE_DEC32))
+    {
+        head.push(run.e);
+        put_u64(&mut head, run.exceptions.len() as u64);
+        let mut next = 0usize;
+        for &(j, v) in &run.exceptions {
+            put_u64(&mut head, (j - next) as u64); // gap since the last exception
+            head.extend_from_slice(&v.to_le_bytes());
+            next = j + 1;
         }
     }
     put_rle(&mut head, order.iter().map(|&i| c.status[i]), |o, v| {
@@ -241,64 +251,86 @@ fn read_head(
     let mut r = Reader::new(h);
     let n_runs = r.varint_max("tag_runs", n as u64)? as usize;
     let mut runs = Vec::with_capacity(n_runs);
-    let mut total = 0usize;
+    let mut tag = 0u32;
     for _ in 0..n_runs {
         let offset = r.pos();
-        let tag = r.varint_max("tag", u32::MAX.into())? as u32;
-        let count = r.varint("tag_run_count")?;
-        if count == 0 || count > (n - total) as u64 {
+        let d = r.varint("tag_delta")?;
+        tag = u32::try_from(u64::from(tag) + d).map_err(|_| CodecError::OutOfRange {
+            field: "tag_delta",
+            offset,
+            value: d,
+            max: u64::from(u32::MAX - tag),
+        })?;
+        runs.push(Run {
+            tag,
+            count: 0,
+            mode: 0,
+            e: 0,
+            exceptions: Vec::new(),
+        });
+    }
+    let mut total = 0usize;
+    for run in &mut runs {
+        let offset = r.pos();
+        let count = r.varint("tag_run_count")?.saturating_add(1);
+        if count > (n - total) as u64 {
             return Err(invalid(
                 "tag_run_count",
                 offset,
                 format!(
-                    "run of {count} for tag {tag} with {} samples left",
+                    "run of {count} for tag {} with {} samples left",
+                    run.tag,
                     n - total
                 ),
             ));
         }
-        let count = count as usize;
-        total += count;
+        run.count = count as usize;
+        total += run.count;
+    }
+    for run in &mut runs {
         let at = r.pos();
-        let mode = r.u8("value_mode")?;
-        let mut run = Run {
-            tag,
-            count,
-            mode,
-            e: 0,
-            exceptions: Vec::new(),
-        };
-        match mode {
-            MODE_INT | MODE_FLOAT | MODE_WORD => {}
-            MODE_DEC64 | MODE_DEC32 => {
-                run.e = r.u8("decimal_exponent")?;
-                if run.e > decimal::MAX_E {
-                    return Err(invalid(
-                        "decimal_exponent",
-                        at + 1,
-                        format!("{} exceeds {}", run.e, decimal::MAX_E),
-                    ));
-                }
-                let n_exc = r.varint_max("exception_count", count as u64)? as usize;
-                let mut next = 0usize;
-                for _ in 0..n_exc {
-                    let off = r.pos();
-                    let gap = r.varint_max("exception_gap", (count - next) as u64)? as usize;
-                    let j = next + gap;
-                    if j >= count {
-                        return Err(invalid(
-                            "exception_gap",
-                            off,
-                            format!("position {j} outside a run of {count}"),
-                        ));
-                    }
-                    run.exceptions.push((j, r.u64_le("exception_value")?));
-                    next = j + 1;
-                }
-            }
-            m => return Err(invalid("value_mode", at, format!("unknown value mode {m}"))),
+        run.mode = r.u8("value_mode")?;
+        if run.mode > MODE_WORD {
+            return Err(invalid(
+                "value_mode",
+                at,
+                format!("unknown value mode {}", run.mode),
+            ));
         }
-        out.tag.extend(std::iter::repeat_n(tag, count));
-        runs.push(run);
+    }
+    for run in runs
+        .iter_mut()
+        .filter(|r| matches!(r.mode, MODE_DEC64 | MODE_DEC32))
+    {
+        let at = r.pos();
+        run.e = r.u8("decimal_exponent")?;
+        if run.e > decimal::MAX_E {
+            return Err(invalid(
+                "decimal_exponent",
+                at,
+                format!("{} exceeds {}", run.e, decimal::MAX_E),
+            ));
+        }
+        let count = run.count;
+        let n_exc = r.varint_max("exception_count", count as u64)? as usize;
+        let mut next = 0usize;
+        for _ in 0..n_exc {
+            let off = r.pos();
+            let gap = r.varint_max("exception_gap", (count - next) as u64)? as usize;
+            let j = next + gap;
+            if j >= count {
+                return Err(invalid(
+                    "exception_gap",
+                    off,
+                    format!("position {j} outside a run of {count}"),
+                ));
+            }
+            run.exceptions.push((j, r.u64_le("exception_value")?));
+            next = j + 1;
+        }
+    }
+    for run in &runs {
+        out.tag.extend(std::iter::repeat_n(run.tag, run.count));
     }
     if total != n {
         return Err(invalid(
