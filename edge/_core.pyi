@@ -55,6 +55,7 @@ def encode_chunk(
     value_bits: npt.NDArray[np.uint64],
     flags: npt.NDArray[np.uint8],
     strings: list[str],
+    kinds: npt.NDArray[np.uint8] | None = None,
 ) -> bytes: ...
 def decode_chunk(
     payload: bytes,
@@ -67,6 +68,52 @@ def decode_chunk(
     npt.NDArray[np.uint8],
     list[str],
 ]: ...
+
+@final
+class LossyFilter:
+    def __init__(self) -> None: ...
+    def configure(
+        self,
+        tag: int,
+        kind: int,
+        max_error: float,
+        exception_deviation: float = 0.0,
+        swinging_door: bool = True,
+        max_hold_s: float = 60.0,
+    ) -> None: ...
+    def clear(self, tag: int) -> None: ...
+    def apply(
+        self,
+        tag: npt.NDArray[np.uint32],
+        source_ns: npt.NDArray[np.int64],
+        server_ns: npt.NDArray[np.int64],
+        status: npt.NDArray[np.uint32],
+        value_bits: npt.NDArray[np.uint64],
+        flags: npt.NDArray[np.uint8],
+        strings: list[str],
+        now_ns: int,
+    ) -> tuple[
+        npt.NDArray[np.uint32],
+        npt.NDArray[np.int64],
+        npt.NDArray[np.int64],
+        npt.NDArray[np.uint32],
+        npt.NDArray[np.uint64],
+        npt.NDArray[np.uint8],
+        list[str],
+    ]: ...
+    def flush_all(
+        self,
+    ) -> tuple[
+        npt.NDArray[np.uint32],
+        npt.NDArray[np.int64],
+        npt.NDArray[np.int64],
+        npt.NDArray[np.uint32],
+        npt.NDArray[np.uint64],
+        npt.NDArray[np.uint8],
+        list[str],
+    ]: ...
+    def pending(self) -> int: ...
+    def stats(self) -> dict[str, int]: ...
 
 @final
 class Spool:

@@ -24,7 +24,8 @@ from edge import __version__, _core
 from edge.collect import Collector
 from edge.config import AgentConfig, SourceConfig
 from edge.control import Control
-from edge.frames import encode_data, encode_meta, pack
+from edge.frames import Reducer, encode_data, encode_meta, pack
+from edge.model import CODEC_KINDS, LOSSY_KINDS, ColumnBatch, codec_kinds
 from edge.opcua import SourceSession
 from edge.resend import handle_resend
 from edge.spools import open_agent_spool
@@ -55,7 +56,12 @@ class Agent:
         self.sessions = [self._make_session(src) for src in cfg.sources]
         self._session_tasks: dict[str, asyncio.Task[None]] = {}
         self.control = Control(self)
-        self.counters = {"values": 0, "data_frames": 0, "data_payload_bytes": 0,
+        # OT's lossy bounds by (source, node_id), applied once the tag is in the catalog.
+        self._bounds = {(t.source, t.node_id): t for t in cfg.tags if t.compression != "none"}
+        self._bounded: set[int] = set()
+        self.reducer = Reducer()
+        self._kinds = codec_kinds([])
+        self.counters = {"values": 0, "values_reduced": 0, "data_frames": 0, "data_payload_bytes": 0,
                          "meta_frames": 0, "heartbeat_frames": 0, "event_frames": 0}
         self._meta_tags = -1
         self._meta_at = 0.0
@@ -88,32 +94,61 @@ class Agent:
         self.counters["event_frames"] += 1
 
     # -- frames -------------------------------------------------------------
+    def _apply_bounds(self) -> None:
+        """Give newly catalogued tags the lossy bound their [[tags]] entry sets."""
+        if len(self._bounded) == len(self._bounds):
+            return
+        for info in self.collector.catalog():
+            tc = self._bounds.get((info.source, info.node_id))
+            if tc is None or info.index in self._bounded:
+                continue
+            self._bounded.add(info.index)
+            kind = CODEC_KINDS.get(info.data_type, 0)
+            if kind not in LOSSY_KINDS:
+                self._on_event("compression_ignored", {"tag": info.name, "data_type": info.data_type})
+                continue
+            self.collector.set_compression(info.index, tc.compression, tc.max_error, tc.exception_deviation)
+            self.reducer.configure(self.collector.tag(info.index), kind, tc.max_hold_s)
+
     def _append_meta_if_due(self) -> None:
         tags = self.collector.catalog()
         due = time.monotonic() - self._meta_at >= META_EVERY_S
         if len(tags) == self._meta_tags and not due:
             return
+        self._kinds = codec_kinds(tags)
         now = time.time_ns()
         self.spool.append(_core.FRAME_META, now, now,
                           encode_meta(self.cfg.site.name, self.config_version, tags))
         self._meta_tags, self._meta_at = len(tags), time.monotonic()
         self.counters["meta_frames"] += 1
 
-    async def flush(self) -> None:
-        """Move what the sessions collected into the spool and make it durable."""
+    async def flush(self, final: bool = False) -> None:
+        """Move what the sessions collected into the spool and make it durable;
+        `final` also releases the samples the lossy filter still holds."""
+        self._apply_bounds()
         self._append_meta_if_due()  # before DATA that names new tag indexes
-        batch = self.collector.flush()
-        if len(batch):
-            payload = encode_data(batch)
-            t0, t1 = batch.time_range()
-            self.spool.append(_core.FRAME_DATA, t0, t1, payload)
-            self.counters["values"] += len(batch)
-            self.counters["data_frames"] += 1
-            self.counters["data_payload_bytes"] += len(payload)
+        seen = self.collector.flush()
+        self.counters["values"] += len(seen)
+        batch = self.reducer.apply(seen, time.time_ns())
+        self.counters["values_reduced"] += len(seen) - len(batch)
+        self._append_data(batch)
+        if final and self.reducer.active:
+            held = self.reducer.flush_all()
+            self.counters["values_reduced"] -= len(held)
+            self._append_data(held)
         # With group commit on, the spool's own thread syncs (fewer, larger
         # writes on the SD card); without it, every flush commits.
         if self.cfg.spool.commit_interval_ms == 0 and self.spool.next_lsn() != self.spool.durable_lsn():
             await asyncio.to_thread(self.spool.commit)
+
+    def _append_data(self, batch: ColumnBatch) -> None:
+        if not len(batch):
+            return
+        payload = encode_data(batch, self._kinds)
+        t0, t1 = batch.time_range()
+        self.spool.append(_core.FRAME_DATA, t0, t1, payload)
+        self.counters["data_frames"] += 1
+        self.counters["data_payload_bytes"] += len(payload)
 
     def _append_heartbeat(self) -> None:
         now = time.time_ns()
@@ -189,7 +224,7 @@ class Agent:
             for name in list(self._session_tasks):
                 await self.stop_session(name)
             await flusher
-            await self.flush()
+            await self.flush(final=True)
             await asyncio.to_thread(self.spool.commit)
             await self._drain()
             await asyncio.to_thread(self.sender.stop)

@@ -14,6 +14,7 @@ Single-threaded by design: one asyncio loop calls add, flush and latest.
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -108,7 +109,8 @@ class Collector:
             old = self._catalog[info_index]
             if old.name != name and name in self._by_name:
                 raise ValueError(f"tag name {name!r} is already used by {self._catalog[self._by_name[name]].node_id}")
-            new = TagInfo(info_index, name, node_id, source, data_type, unit, description, range_low, range_high)
+            new = TagInfo(info_index, name, node_id, source, data_type, unit, description, range_low, range_high,
+                          old.compression, old.max_error, old.exception_deviation)  # OT's bound stays
             if new != old:  # metadata changed on the server (or first resolution filled it in)
                 del self._by_name[old.name]
                 self._by_name[name] = info_index
@@ -129,6 +131,12 @@ class Collector:
         self._last_source_ns.append(0)
         self._count.append(0)
         return index
+
+    def set_compression(self, index: int, compression: str, max_error: float | None,
+                        exception_deviation: float | None) -> None:
+        """Record the lossy bound OT set for a tag, so META carries it to IT."""
+        self._catalog[index] = replace(self._catalog[index], compression=compression, max_error=max_error,
+                                       exception_deviation=exception_deviation)
 
     def catalog(self) -> list[TagInfo]:
         return list(self._catalog)

@@ -95,6 +95,15 @@ class TagConfig:
     description: str | None = None
     sampling_interval_ms: int | None = None  # None: the source's publishing interval
     queue_size: int | None = None  # None: ceil(publishing / sampling) + 1, at least 2
+    # Lossy reduction (docs/codec.md): "none", "swinging_door" or "exception",
+    # with the guaranteed absolute bound max_error (engineering units).
+    compression: str = "none"
+    max_error: float | None = None
+    exception_deviation: float | None = None
+    max_hold_s: float = 60.0
+
+
+COMPRESSIONS = ("none", "swinging_door", "exception")
 
 
 @dataclass(frozen=True)
@@ -347,6 +356,30 @@ class _Table:
 # -- checks -------------------------------------------------------------------------
 
 
+def _tag_compression(tt: _Table) -> dict[str, Any]:
+    """The lossy keys of one [[tags]] table, checked together."""
+    max_error = tt.float_("max_error", 0.0, 0.0, 1e300) or None
+    exc = tt.float_("exception_deviation", 0.0, 0.0, 1e300) or None
+    hold = tt.float_("max_hold_s", 60.0, 0.0, 86_400.0)
+    comp = tt.str_("compression", None, check=lambda s: None if s in COMPRESSIONS else
+                   f"must be one of {', '.join(COMPRESSIONS)}, got {s!r}")
+    if comp is None:
+        comp = "none" if max_error is None else "swinging_door"
+    if comp == "none":
+        if max_error is not None or exc is not None:
+            key = "max_error" if max_error is not None else "exception_deviation"
+            raise tt.error(key, 'is set but compression = "none"')
+        return {}
+    if max_error is None:
+        raise tt.error("max_error", f'is required with compression = "{comp}"')
+    if comp == "exception" and exc is None:
+        exc = max_error / 2
+    if exc is not None and 2 * exc > max_error:
+        raise tt.error("exception_deviation", f"must be at most max_error / 2 = {max_error / 2:g} "
+                                              f"(a dropped sample can be 2x it off the line), got {exc:g}")
+    return {"compression": comp, "max_error": max_error, "exception_deviation": exc, "max_hold_s": hold}
+
+
 def _check_name(s: str) -> str | None:
     if not _NAME_RE.match(s):
         return f"must be letters, digits, '_', '.' or '-', got {s!r}"
@@ -472,7 +505,8 @@ def _agent(root: _Table) -> AgentConfig:
             unit=tt.str_("unit"),
             description=tt.str_("description"),
             sampling_interval_ms=tt.int_("sampling_interval_ms", None, 0, _MS_MAX),
-            queue_size=tt.int_("queue_size", None, 1, 100_000))
+            queue_size=tt.int_("queue_size", None, 1, 100_000),
+            **_tag_compression(tt))
         if tag.name is not None:
             if tag.name in names:
                 raise tt.error("name", f"duplicate tag name {tag.name!r} (also {names[tag.name]})")

@@ -11,6 +11,7 @@ from typing import Any
 
 import msgpack
 import numpy as np
+import numpy.typing as npt
 
 from edge import _core
 from edge.model import ColumnBatch, TagInfo
@@ -20,7 +21,9 @@ class PayloadError(ValueError):
     """A control payload that is not what its frame kind promises."""
 
 
-def encode_data(batch: ColumnBatch) -> bytes:
+def encode_data(batch: ColumnBatch, kinds: npt.NDArray[np.uint8] | None = None) -> bytes:
+    """`kinds`: per-catalog-index type hints (model.codec_kinds) that let the
+    codec pick the coding for each tag's values; without them it still round-trips."""
     return _core.encode_chunk(
         np.ascontiguousarray(batch.tag, np.uint32),
         np.ascontiguousarray(batch.source_ns, np.int64),
@@ -29,7 +32,38 @@ def encode_data(batch: ColumnBatch) -> bytes:
         np.ascontiguousarray(batch.value_bits, np.uint64),
         np.ascontiguousarray(batch.flags, np.uint8),
         batch.strings,
+        kinds,
     )
+
+
+class Reducer:
+    """The per-tag lossy bound OT set (exception deviation + swinging door),
+    applied to each flush window before encoding; holds state across windows."""
+
+    def __init__(self) -> None:
+        self._f = _core.LossyFilter()
+        self.active = False
+
+    def configure(self, tag: TagInfo, kind: int, max_hold_s: float) -> None:
+        assert tag.max_error is not None
+        self._f.configure(tag.index, kind, tag.max_error, tag.exception_deviation or 0.0,
+                          tag.compression == "swinging_door", max_hold_s)
+        self.active = True
+
+    def apply(self, batch: ColumnBatch, now_ns: int) -> ColumnBatch:
+        if not self.active:
+            return batch
+        return ColumnBatch(*self._f.apply(
+            np.ascontiguousarray(batch.tag, np.uint32), np.ascontiguousarray(batch.source_ns, np.int64),
+            np.ascontiguousarray(batch.server_ns, np.int64), np.ascontiguousarray(batch.status, np.uint32),
+            np.ascontiguousarray(batch.value_bits, np.uint64), np.ascontiguousarray(batch.flags, np.uint8),
+            batch.strings, now_ns))
+
+    def flush_all(self) -> ColumnBatch:
+        return ColumnBatch(*self._f.flush_all())
+
+    def stats(self) -> dict[str, int]:
+        return self._f.stats()
 
 
 def decode_data(payload: bytes) -> ColumnBatch:

@@ -47,6 +47,12 @@ class TagInfo:
     description: str = ""
     range_low: float | None = None
     range_high: float | None = None
+    # Lossy reduction OT set for the tag ("none", "swinging_door", "exception")
+    # and its guaranteed bound: linear interpolation between the samples IT
+    # gets is within max_error of every sample the agent saw.
+    compression: str = "none"
+    max_error: float | None = None
+    exception_deviation: float | None = None
 
     def to_wire(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,6 +99,25 @@ class ColumnBatch:
         if t.size == 0:
             return (0, 0)
         return (int(t.min()), int(t.max()))
+
+
+# Type hints for the Rust codec (core_rs/src/codec/mod.rs, `kind`), by OPC UA type.
+CODEC_KINDS: dict[str, int] = {
+    "Double": 1, "Float": 2,
+    "SByte": 3, "Int16": 3, "Int32": 3, "Int64": 3,
+    "Byte": 4, "UInt16": 4, "UInt32": 4, "UInt64": 4,
+    "Boolean": 5, "String": 6, "DateTime": 7,
+}
+# Kinds the lossy filter can reduce (numbers).
+LOSSY_KINDS = frozenset({1, 2, 3, 4})
+
+
+def codec_kinds(tags: list[TagInfo]) -> npt.NDArray[np.uint8]:
+    """One codec type hint per catalog index (0 = unknown)."""
+    out = np.zeros(max((t.index for t in tags), default=-1) + 1, np.uint8)
+    for t in tags:
+        out[t.index] = CODEC_KINDS.get(t.data_type, 0)
+    return out
 
 
 def encode_value(data_type: str, value: Any, strings: list[str]) -> int:

@@ -13,7 +13,7 @@ use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
-use crate::codec::{self, CodecError as RsCodecError, Columns};
+use crate::codec::{self, lossy, CodecError as RsCodecError, Columns};
 use crate::diode::{self, DiodeError};
 use crate::frame::{self, FrameError as RsFrameError, FrameSpec, Kind};
 use crate::spool::{self, SpoolError as RsSpoolError};
@@ -177,6 +177,7 @@ fn slice<'a, T: numpy::Element + Copy>(a: &'a PyReadonlyArray1<'_, T>) -> Cow<'a
 }
 
 #[pyfunction]
+#[pyo3(signature = (tag, source_ns, server_ns, status, value_bits, flags, strings, kinds=None))]
 #[allow(clippy::too_many_arguments)]
 fn encode_chunk<'py>(
     py: Python<'py>,
@@ -187,7 +188,10 @@ fn encode_chunk<'py>(
     value_bits: PyReadonlyArray1<'py, u64>,
     flags: PyReadonlyArray1<'py, u8>,
     strings: Vec<String>,
+    kinds: Option<PyReadonlyArray1<'py, u8>>,
 ) -> PyResult<Bound<'py, PyBytes>> {
+    let kinds = kinds.as_ref().map(slice);
+    let kinds: &[u8] = kinds.as_deref().unwrap_or(&[]);
     let (t, a, b, s, v, f) = (
         slice(&tag),
         slice(&source_ns),
@@ -205,7 +209,9 @@ fn encode_chunk<'py>(
         flags: &f,
         strings: &strings,
     };
-    let out = py.detach(|| codec::encode(&cols)).map_err(codec_err)?;
+    let out = py
+        .detach(|| codec::encode_typed(&cols, kinds))
+        .map_err(codec_err)?;
     Ok(PyBytes::new(py, &out))
 }
 
@@ -219,9 +225,7 @@ type ChunkArrays<'py> = (
     Bound<'py, PyList>,
 );
 
-#[pyfunction]
-fn decode_chunk<'py>(py: Python<'py>, payload: &[u8]) -> PyResult<ChunkArrays<'py>> {
-    let c = py.detach(|| codec::decode(payload)).map_err(codec_err)?;
+fn chunk_arrays(py: Python<'_>, c: codec::Chunk) -> PyResult<ChunkArrays<'_>> {
     Ok((
         PyArray1::from_vec(py, c.tag),
         PyArray1::from_vec(py, c.source_ns),
@@ -231,6 +235,110 @@ fn decode_chunk<'py>(py: Python<'py>, payload: &[u8]) -> PyResult<ChunkArrays<'p
         PyArray1::from_vec(py, c.flags),
         PyList::new(py, c.strings)?,
     ))
+}
+
+#[pyfunction]
+fn decode_chunk<'py>(py: Python<'py>, payload: &[u8]) -> PyResult<ChunkArrays<'py>> {
+    let c = py.detach(|| codec::decode(payload)).map_err(codec_err)?;
+    chunk_arrays(py, c)
+}
+
+/// Per-tag exception deviation + swinging door (codec::lossy), stateful
+/// across flush windows.
+#[pyclass(module = "edge._core", name = "LossyFilter")]
+pub struct PyLossyFilter {
+    inner: lossy::Filter,
+}
+
+#[pymethods]
+impl PyLossyFilter {
+    #[new]
+    fn new() -> Self {
+        PyLossyFilter {
+            inner: lossy::Filter::new(),
+        }
+    }
+
+    #[pyo3(signature = (tag, kind, max_error, exception_deviation=0.0, swinging_door=true, max_hold_s=60.0))]
+    fn configure(
+        &mut self,
+        tag: u32,
+        kind: u8,
+        max_error: f64,
+        exception_deviation: f64,
+        swinging_door: bool,
+        max_hold_s: f64,
+    ) -> PyResult<()> {
+        let bound = lossy::Bound {
+            kind,
+            max_error,
+            exception_deviation,
+            swinging_door,
+            max_hold_ns: (max_hold_s * 1e9) as i64,
+        };
+        self.inner.configure(tag, Some(bound)).map_err(codec_err)
+    }
+
+    fn clear(&mut self, tag: u32) -> PyResult<()> {
+        self.inner.configure(tag, None).map_err(codec_err)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn apply<'py>(
+        &mut self,
+        py: Python<'py>,
+        tag: PyReadonlyArray1<'py, u32>,
+        source_ns: PyReadonlyArray1<'py, i64>,
+        server_ns: PyReadonlyArray1<'py, i64>,
+        status: PyReadonlyArray1<'py, u32>,
+        value_bits: PyReadonlyArray1<'py, u64>,
+        flags: PyReadonlyArray1<'py, u8>,
+        strings: Vec<String>,
+        now_ns: i64,
+    ) -> PyResult<ChunkArrays<'py>> {
+        let (t, a, b, s, v, f) = (
+            slice(&tag),
+            slice(&source_ns),
+            slice(&server_ns),
+            slice(&status),
+            slice(&value_bits),
+            slice(&flags),
+        );
+        let cols = Columns {
+            tag: &t,
+            source_ns: &a,
+            server_ns: &b,
+            status: &s,
+            value_bits: &v,
+            flags: &f,
+            strings: &strings,
+        };
+        let inner = &mut self.inner;
+        let c = py
+            .detach(|| inner.apply(&cols, now_ns))
+            .map_err(codec_err)?;
+        chunk_arrays(py, c)
+    }
+
+    fn flush_all<'py>(&mut self, py: Python<'py>) -> PyResult<ChunkArrays<'py>> {
+        let c = self.inner.flush_all();
+        chunk_arrays(py, c)
+    }
+
+    fn pending(&self) -> usize {
+        self.inner.pending()
+    }
+
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        stats_dict(
+            py,
+            &[
+                ("samples_in", self.inner.samples_in),
+                ("samples_kept", self.inner.samples_kept),
+                ("pending", self.inner.pending() as u64),
+            ],
+        )
+    }
 }
 
 /// The crash-safe frame log (see docs/format.md, "Spool").
@@ -517,6 +625,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PySpool>()?;
     m.add_class::<PyDiodeSender>()?;
     m.add_class::<PyDiodeReceiver>()?;
+    m.add_class::<PyLossyFilter>()?;
     m.add_function(wrap_pyfunction!(build_frame, m)?)?;
     m.add_function(wrap_pyfunction!(parse_frame, m)?)?;
     m.add_function(wrap_pyfunction!(encode_chunk, m)?)?;

@@ -1,17 +1,37 @@
-//! DATA payload codec ("codec v1"): a chunk of samples as columns, compressed.
+//! DATA payload codec: a chunk of samples as columns, compressed.
 //!
 //! The layout is versioned by its first byte; decoders keep reading every
-//! version they ever wrote (see docs/format.md). `v1` holds the v1 layout.
+//! version they ever wrote (see docs/format.md). `v1` holds the v1 layout,
+//! `v2` the typed layout the encoder writes now (docs/codec.md says why).
 
 use thiserror::Error;
 
+pub mod column;
+pub mod decimal;
+pub mod lossy;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_v2;
 pub mod v1;
+pub mod v2;
 pub mod varint;
 
 /// The version `encode` writes.
-pub const CODEC_VERSION: u8 = 1;
+pub const CODEC_VERSION: u8 = 2;
+
+/// Per-tag type hints for the encoder (a u8 per tag index). A hint only
+/// steers the choice of coding; every value round-trips whatever its hint.
+pub mod kind {
+    pub const UNKNOWN: u8 = 0;
+    pub const F64: u8 = 1;
+    pub const F32: u8 = 2;
+    pub const INT: u8 = 3;
+    pub const UINT: u8 = 4;
+    pub const BOOL: u8 = 5;
+    pub const STRING: u8 = 6;
+    pub const TIME: u8 = 7;
+}
 /// Cap on the uncompressed column block, bounding decoder memory.
 pub const MAX_RAW_LEN: usize = 256 << 20;
 
@@ -158,10 +178,30 @@ impl Chunk {
 /// Stable order by tag: the order `decode` returns samples in (arrival order
 /// is kept within a tag, not across tags).
 pub fn tag_order(tag: &[u32]) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..tag.len()).collect();
-    if !tag.is_sorted() {
-        idx.sort_by_key(|&i| tag[i]); // stable
+    let n = tag.len();
+    if tag.is_sorted() {
+        return (0..n).collect();
     }
+    // Tag indexes are catalog positions, so usually dense: a counting sort
+    // (stable, linear) beats a comparison sort by far for chunks of many tags.
+    let max = tag.iter().copied().max().unwrap_or(0) as usize;
+    if max <= 4 * n + 1024 {
+        let mut start = vec![0usize; max + 2];
+        for &t in tag {
+            start[t as usize + 1] += 1;
+        }
+        for i in 1..start.len() {
+            start[i] += start[i - 1];
+        }
+        let mut idx = vec![0usize; n];
+        for (i, &t) in tag.iter().enumerate() {
+            idx[start[t as usize]] = i;
+            start[t as usize] += 1;
+        }
+        return idx;
+    }
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.sort_by_key(|&i| tag[i]); // stable
     idx
 }
 
@@ -176,9 +216,14 @@ pub fn canonical(c: &Columns<'_>) -> Result<Chunk, CodecError> {
     Ok(out)
 }
 
-/// Encode a chunk with the current codec version.
+/// Encode a chunk with the current codec version, without type hints.
 pub fn encode(c: &Columns<'_>) -> Result<Vec<u8>, CodecError> {
-    v1::encode(c)
+    v2::encode(c, &[])
+}
+
+/// Encode with `kinds[tag]` (see `kind`) telling the encoder each tag's type.
+pub fn encode_typed(c: &Columns<'_>, kinds: &[u8]) -> Result<Vec<u8>, CodecError> {
+    v2::encode(c, kinds)
 }
 
 /// Decode a DATA payload of any supported codec version.
@@ -186,6 +231,7 @@ pub fn decode(payload: &[u8]) -> Result<Chunk, CodecError> {
     match payload.first() {
         None => Err(CodecError::Empty),
         Some(1) => v1::decode(payload),
+        Some(2) => v2::decode(payload),
         Some(&v) => Err(CodecError::UnsupportedVersion(v)),
     }
 }

@@ -1,3 +1,5 @@
+//! Codec v1: the layout stays readable (and its encoder testable) forever.
+use super::v1::encode;
 use super::*;
 use crate::testutil::Rng;
 
@@ -19,7 +21,7 @@ fn extreme_i64(r: &mut Rng) -> i64 {
     }
 }
 
-fn random_chunk(r: &mut Rng, n: usize) -> Chunk {
+pub(super) fn random_chunk(r: &mut Rng, n: usize) -> Chunk {
     let n_tags = 1 + r.below(20) as u32;
     let mut c = Chunk::with_capacity(n);
     let mut t = 1_700_000_000_000_000_000i64;
@@ -272,7 +274,7 @@ fn truncated_and_mutated_never_panic() {
     }
 }
 
-fn vector_chunk() -> Chunk {
+pub(super) fn vector_chunk() -> Chunk {
     Chunk {
         tag: vec![2, 1, 1],
         source_ns: vec![1_000, 1_000, 2_000],
@@ -284,7 +286,7 @@ fn vector_chunk() -> Chunk {
     }
 }
 
-fn hex(b: &[u8]) -> String {
+pub(super) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 

@@ -21,7 +21,7 @@ const ZSTD_LEVEL: i32 = 3;
 const MIN_SAMPLE_BYTES: usize = 10;
 
 /// Write (value, run) pairs covering the whole column.
-fn put_rle<T: Copy + PartialEq>(
+pub fn put_rle<T: Copy + PartialEq>(
     out: &mut Vec<u8>,
     vals: impl Iterator<Item = T>,
     put: impl Fn(&mut Vec<u8>, T),
@@ -138,7 +138,7 @@ pub fn encode_with(c: &Columns<'_>, compress: bool) -> Result<Vec<u8>, CodecErro
 
 /// Decompress at most `raw_len` bytes; the stream decoder grows the buffer
 /// only as real output appears, so a lying header cannot force a huge allocation.
-fn inflate(body: &[u8], raw_len: usize) -> Result<Vec<u8>, CodecError> {
+pub(crate) fn inflate(body: &[u8], raw_len: usize) -> Result<Vec<u8>, CodecError> {
     let dec = zstd::stream::read::Decoder::with_buffer(body)
         .map_err(|e| CodecError::Zstd(e.to_string()))?;
     let mut out = Vec::with_capacity(raw_len.min(body.len().saturating_mul(8)).min(MAX_RAW_LEN));
@@ -154,7 +154,7 @@ fn inflate(body: &[u8], raw_len: usize) -> Result<Vec<u8>, CodecError> {
     Ok(out)
 }
 
-fn read_rle<T>(
+pub(crate) fn read_rle<T>(
     r: &mut Reader<'_>,
     n: usize,
     field: &'static str,
