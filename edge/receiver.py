@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edge import _core
+from edge import _core, systemd
 from edge.config import ReceiverConfig
 from edge.datasets import DatasetWriter
 from edge.frames import PayloadError, decode_data, decode_gap, decode_meta, unpack
@@ -31,7 +31,8 @@ class Receiver:
     def __init__(self, cfg: ReceiverConfig) -> None:
         self.cfg = cfg
         self.spool = _core.Spool(str(cfg.receiver.spool), 0)
-        self.writer = DatasetWriter(cfg.receiver.datasets, cfg.site.name, cfg.receiver.batch_seconds)
+        self.writer = DatasetWriter(cfg.receiver.datasets, cfg.site.name, cfg.receiver.batch_seconds,
+                                    lateness_seconds=cfg.receiver.lateness_seconds)
         self.link = _core.DiodeReceiver(cfg.receiver.bind, self.spool)
         self.counters = {"frames": 0, "data_frames": 0, "values": 0, "meta_frames": 0,
                          "gap_frames": 0, "heartbeat_frames": 0, "event_frames": 0,
@@ -119,10 +120,13 @@ class Receiver:
             self.spool.set_cursor(CURSOR, done + 1)
 
     def run(self, stop: threading.Event) -> dict[str, Any]:
+        systemd.ready(f"listening on {self.link.local_addr}")
         while not stop.is_set():
+            systemd.watchdog()
             if self.pump() == 0:
                 self.publish()
                 stop.wait(POLL_S)
+        systemd.stopping("landing the frames in flight")
         # Let frames still on the wire land, then drain and publish everything.
         last = self.link.stats()["packets"]
         quiet_since = time.monotonic()
