@@ -244,15 +244,20 @@ def results(r: ChainRun, profile: Profile) -> list[Result]:
     return out
 
 
-def series(r: ChainRun) -> dict[str, list[tuple[float, float, float]]]:
-    """(seconds since start, CPU %, RSS MB) per process, for the report's plot."""
+def series(r: ChainRun, cpu_window_s: float = 5.0) -> dict[str, list[tuple[float, float, float]]]:
+    """(seconds since the window opened, CPU %, RSS MB) per process, for the
+    report's plot. CPU is averaged over `cpu_window_s`: the kernel counts it in
+    10 ms ticks, so a half-second sample of a mostly idle process is all noise."""
     out: dict[str, list[tuple[float, float, float]]] = {}
     for s in (r.agent, r.baseline):
         pts = []
-        for a, b in zip(s.samples, s.samples[1:]):
-            dt = b.t - a.t
-            if dt > 0:
-                pts.append((b.t - r.t0, 100.0 * (b.cpu_s - a.cpu_s) / dt, b.rss / 2**20))
+        j = 0
+        for b in s.samples:
+            while j + 1 < len(s.samples) and b.t - s.samples[j + 1].t >= cpu_window_s:
+                j += 1
+            a = s.samples[j]
+            if b.t - a.t >= cpu_window_s / 2:
+                pts.append((b.t - r.t0, 100.0 * (b.cpu_s - a.cpu_s) / (b.t - a.t), b.rss / 2**20))
         out[s.label] = pts
     return out
 

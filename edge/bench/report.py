@@ -110,14 +110,15 @@ def plot_png(path: Path, outcomes: list[StageOutcome], workdir: Path) -> str:
     if rows:
         labels = [r[0] for r in rows]
         ratios = [r[1] or 0.0 for r in rows]
-        colours = ["tab:green" if (v >= 1 if b == "higher" else v <= 1) else "tab:red"
-                   for _, v, b in ((r[0], r[1] or 0.0, r[2]) for r in rows)]
+        colours = ["tab:gray" if abs(v - 1) < 0.05 else
+                   "tab:green" if (v >= 1 if b == "higher" else v <= 1) else "tab:red"
+                   for v, b in zip(ratios, (r[2] for r in rows))]
         ax.barh(range(len(rows)), ratios, color=colours)
         ax.set_yticks(range(len(rows)), labels, fontsize=8)
         ax.invert_yaxis()
         ax.axvline(1.0, color="black", linewidth=0.8)
         ax.set_xscale("log")
-        ax.set_xlabel("figure / baseline (log; green = better than baseline)")
+        ax.set_xlabel("figure / baseline (log; green better, red worse, grey within 5%)")
     else:
         ax.text(0.5, 0.5, "no figure with a baseline", ha="center", va="center")
     ax.set_title("ratio to baseline, same run")
