@@ -66,6 +66,7 @@ class ChainRun:
     agent: Series
     baseline: Series
     agent_exit: int | None
+    agent_stats: dict[str, Any]  # the agent's --stats-out (empty if it wrote none)
 
 
 def _pct(a: np.ndarray, q: float) -> float:
@@ -205,11 +206,13 @@ def measure(profile: Profile, log: Any = sys.stderr) -> ChainRun:
     src = np.asarray(sub["source_ns"], np.int64)
     arr = np.asarray(sub["arrival_ns"], np.int64)
     keep = src >= begin_ns
+    stats_file = state / "agent-stats.json"
+    agent_stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
     if t0 is None or v0 is None or s0 is None:
         t0, v0, s0 = t1, v1, s1
     return ChainRun(begin_ns=begin_ns, t0=t0, t1=t1, values0=v0, values1=v1, sim0=s0, sim1=s1,
                     zarr_latency_s=watch.result(), sub_latency_s=(arr[keep] - src[keep]) / 1e9,
-                    agent=agent_s, baseline=base_s, agent_exit=procs[1].returncode)
+                    agent=agent_s, baseline=base_s, agent_exit=procs[1].returncode, agent_stats=agent_stats)
 
 
 def results(r: ChainRun, profile: Profile) -> list[Result]:
@@ -238,6 +241,11 @@ def results(r: ChainRun, profile: Profile) -> list[Result]:
                vps * RAW_SAMPLE_BYTES * 3600 / 2**20, "the same values uncompressed (28 B each)", "lower",
                "from /proc/PID/io write_bytes: spool segments, fsyncs, metadata"),
     ]
+    c = r.agent_stats.get("counters", {})
+    if c.get("values"):
+        out.append(Result("DATA payload per value", c["data_payload_bytes"] / c["values"], "B",
+                          float(RAW_SAMPLE_BYTES), "a raw sample: two times, value, status", "lower",
+                          f"the agent's codec on the simulator's data, {c['values']} values"))
     if r.agent_exit not in (0, None):
         out.append(Result("agent exit status", float(r.agent_exit), "", None, "", "lower",
                           "non-zero: see the agent log (75 = memory cap)"))
