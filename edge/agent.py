@@ -138,7 +138,7 @@ class Agent:
         }
 
     def final_stats(self) -> dict[str, Any]:
-        c = dict(self.counters)
+        c: dict[str, float] = dict(self.counters)
         c["raw_bytes"] = c["values"] * RAW_SAMPLE_BYTES
         c["compression_ratio"] = c["raw_bytes"] / c["data_payload_bytes"] if c["data_payload_bytes"] else 0.0
         return {"counters": c, "spool": self.spool.stats(), "link": self.sender.stats(),

@@ -38,7 +38,8 @@ def decode_data(payload: bytes) -> ColumnBatch:
 
 
 def pack(obj: dict[str, Any]) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True)
+    packed: bytes = msgpack.packb(obj, use_bin_type=True)
+    return packed
 
 
 def unpack(payload: bytes, kind: str) -> dict[str, Any]:

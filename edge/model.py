@@ -126,7 +126,7 @@ def decode_values(data_type: str, bits: npt.NDArray[np.uint64], strings: list[st
     if data_type in FLOAT_TYPES:
         return bits.view(np.float64).astype(NUMPY_DTYPES[data_type])
     if data_type in BOOL_TYPES:
-        return bits != 0
+        return np.not_equal(bits, 0)
     if data_type in SIGNED_TYPES:
         return bits.view(np.int64).astype(NUMPY_DTYPES[data_type])
     if data_type in UNSIGNED_TYPES:

@@ -16,4 +16,5 @@ python -m pip install -q "maturin>=1.9.4,<2"
 maturin develop --release --extras test -q
 cargo test --workspace --quiet
 python -m mypy.stubtest edge._core
+python -m mypy
 python -m pytest -q "$@"
