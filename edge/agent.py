@@ -20,11 +20,12 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from edge import __version__, _core
+from edge import __version__, _core, systemd
 from edge.collect import Collector
 from edge.config import AgentConfig, SourceConfig
 from edge.control import Control
 from edge.frames import Reducer, encode_data, encode_meta, pack
+from edge.memguard import MemoryGuard
 from edge.model import CODEC_KINDS, LOSSY_KINDS, ColumnBatch, codec_kinds
 from edge.opcua import SourceSession
 from edge.resend import handle_resend
@@ -164,6 +165,7 @@ class Agent:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
+            systemd.watchdog()
             if time.monotonic() >= next_hb:
                 self._append_heartbeat()
                 next_hb += HEARTBEAT_EVERY_S
@@ -218,9 +220,11 @@ class Agent:
         for src in self.cfg.sources:
             self.start_session(src)
         flusher = asyncio.create_task(self._flush_loop(stop), name="flush")
+        systemd.ready(f"{len(self.sessions)} sources, status {self.cfg.agent.status_socket}")
         try:
             await stop.wait()
         finally:
+            systemd.stopping("draining the spool onto the link")
             for name in list(self._session_tasks):
                 await self.stop_session(name)
             await flusher
@@ -241,7 +245,7 @@ class Agent:
 
 
 def run_agent(cfg: AgentConfig, stats_out: Path | None = None) -> int:
-    async def main() -> dict[str, Any]:
+    async def main() -> tuple[dict[str, Any], int]:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -251,11 +255,17 @@ def run_agent(cfg: AgentConfig, stats_out: Path | None = None) -> int:
         print(f"tidegate agent: site {cfg.site.name!r}, {len(cfg.sources)} sources, spool "
               f"{cfg.spool.path}, link {cfg.link.target}, status {cfg.agent.status_socket}",
               file=sys.stderr, flush=True)
-        return await agent.run(stop)
+        guard = MemoryGuard(cfg.agent.memory_max_mb, lambda: loop.call_soon_threadsafe(stop.set))
+        print(f"tidegate agent: {guard.describe()}", file=sys.stderr, flush=True)
+        guard.start()
+        try:
+            return await agent.run(stop), guard.exit_code
+        finally:
+            guard.stop()
 
-    stats = asyncio.run(main())
+    stats, status = asyncio.run(main())
     if stats_out is not None:
         tmp = stats_out.with_suffix(".tmp")
         tmp.write_text(json.dumps(stats, indent=2, default=str))
         os.replace(tmp, stats_out)
-    return 0
+    return status

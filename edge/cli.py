@@ -9,6 +9,7 @@ exit status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,7 +24,6 @@ EXIT_NOT_BUILT = 3
 # Subcommands that later issues build; they say so instead of pretending.
 NOT_BUILT = {
     "keygen": ("create the diode link's authentication keys", 6),
-    "bench": ("run the benchmark suite on this machine", 9),
 }
 
 
@@ -209,6 +209,50 @@ def _cmd_resend(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+    import time
+
+    from edge.bench.runner import discover, make_profile, run_suite
+
+    stages = discover()
+    if args.list:
+        for stage, module in stages.items():
+            print(f"{stage}\t{module}")
+        return 0
+    if args.duration is not None and args.duration < 10:
+        raise UsageError(f"--duration: at least 10 seconds, got {args.duration:g}")
+    if args.memory_max_mb is not None and args.memory_max_mb < 0:
+        raise UsageError(f"--memory-max-mb: must be 0 (none) or more, got {args.memory_max_mb}")
+    cpus = None
+    if args.cpus:
+        try:
+            cpus = sorted({int(c) for c in args.cpus.split(",")})
+        except ValueError:
+            raise UsageError(f"--cpus: a comma-separated list of core numbers, got {args.cpus!r}") from None
+        if not set(cpus) <= os.sched_getaffinity(0):
+            raise UsageError(f"--cpus: this process may only use cores {sorted(os.sched_getaffinity(0))}")
+    only = [s for s in (args.only or "").split(",") if s] or None
+    if only and (unknown := [s for s in only if s not in stages]):
+        raise UsageError(f"--only: no stage {', '.join(unknown)} (have: {', '.join(stages) or 'none'})")
+    out = Path(args.out) if args.out else Path(f"tidegate-bench-{time.strftime('%Y%m%d-%H%M%S')}")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out: {out} exists and is not a directory")
+    if not stages:
+        raise UsageError("no benchmark stages found (the `benchmarks` package is not installed)")
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="work-", dir=out))  # on the disk being measured
+    profile = make_profile(args.profile, work, args.duration, args.memory_max_mb, cpus)
+    try:
+        report = run_suite(profile, out, only)
+    finally:
+        if not args.keep_work:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"tidegate bench: report {report}")
+    return 0
+
+
 def _not_built(name: str) -> Callable[[argparse.Namespace], int]:
     what, issue = NOT_BUILT[name]
 
@@ -299,6 +343,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=4840)
     s.add_argument("--seed", type=int, default=1)
     s.set_defaults(func=_cmd_sim)
+
+    bn = sub.add_parser("bench", help="run the benchmark suite on this machine and write a report")
+    bn.add_argument("--profile", choices=["default", "pi"], default="default",
+                    help="pi: the agent pinned to one core with a memory cap (default: this machine as it is)")
+    bn.add_argument("--out", metavar="DIR", help="report directory (default: ./tidegate-bench-DATE-TIME)")
+    bn.add_argument("--duration", type=float, default=None, metavar="S",
+                    help="seconds the chain runs (default 90)")
+    bn.add_argument("--only", metavar="STAGES", help="comma-separated stages to run (see --list)")
+    bn.add_argument("--memory-max-mb", type=int, default=None, metavar="MB",
+                    help="the agent's memory cap (pi default 256, otherwise none)")
+    bn.add_argument("--cpus", metavar="LIST", help="cores to pin the agent to, e.g. 3 or 2,3 (pi default: the last)")
+    bn.add_argument("--list", action="store_true", help="list the stages and exit")
+    bn.add_argument("--keep-work", action="store_true", help="keep the scratch directory (spools, logs, zarr)")
+    bn.set_defaults(func=_cmd_bench)
 
     for name, (what, _) in NOT_BUILT.items():
         sp = sub.add_parser(name, help=f"{what} (not built yet)")

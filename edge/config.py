@@ -56,6 +56,7 @@ class SiteConfig:
 class AgentSection:
     status_socket: Path = DEFAULT_STATUS_SOCKET
     flush_interval_ms: int = 1000
+    memory_max_mb: int = 0  # 0: no cap of its own (edge/memguard.py)
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,7 @@ class ReceiverSection:
     spool: Path
     datasets: Path | str  # a directory, or an "s3://bucket/prefix" URL (str)
     batch_seconds: int = 3600
+    lateness_seconds: float = 60.0  # edge/datasets/writer.py DEFAULT_LATENESS_S
     status_socket: Path | None = None
     s3: S3Options = field(default_factory=S3Options)
     # Bounds of the IT spool (0 = off): frames written to zarr are kept this
@@ -448,7 +450,8 @@ def _agent(root: _Table) -> AgentConfig:
     agent_t = root.table("agent", required=False)
     agent = AgentSection(
         status_socket=agent_t.path_("status_socket", DEFAULT_STATUS_SOCKET) or DEFAULT_STATUS_SOCKET,
-        flush_interval_ms=agent_t.req_int("flush_interval_ms", 1000, 50, 60_000))
+        flush_interval_ms=agent_t.req_int("flush_interval_ms", 1000, 50, 60_000),
+        memory_max_mb=agent_t.req_int("memory_max_mb", 0, 0, 1 << 20))
     agent_t.done()
 
     spool_t = root.table("spool")
@@ -557,6 +560,7 @@ def _receiver(root: _Table) -> ReceiverConfig:
         raise rt.error("s3", "is only for an s3:// datasets URL")
     rx = ReceiverSection(bind=bind, spool=spool, datasets=datasets,
                          batch_seconds=rt.req_int("batch_seconds", 3600, 1, 7 * 86_400),
+                         lateness_seconds=rt.float_("lateness_seconds", 60.0, 0.0, 86_400.0),
                          status_socket=rt.path_("status_socket"), s3=s3,
                          spool_retain_seconds=rt.req_int("spool_retain_seconds", 0, 0, _YEARS_10),
                          spool_max_mb=_spool_max_mb(rt, "spool_max_mb", 0, 16))

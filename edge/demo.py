@@ -117,13 +117,15 @@ def _toml_str(s: str) -> str:
 
 
 def write_configs(state: Path, endpoint: str, udp_port: int, tags: list[Any],
-                  datasets_url: str | None = None, s3_endpoint: str | None = None) -> tuple[Path, Path]:
+                  datasets_url: str | None = None, s3_endpoint: str | None = None, *,
+                  memory_max_mb: int = 0, batch_seconds: int = 3600,
+                  lateness_seconds: float | None = None) -> tuple[Path, Path]:
     agent = state / "agent.toml"
     lines = [
         "# Written by `tidegate demo`: the simulator's every tag, one source.",
         "[site]", "id = 1", 'name = "demo-plant"', "",
         "[agent]", f"status_socket = {_toml_str(str(state / 'agent.sock'))}",
-        "flush_interval_ms = 1000", "",
+        "flush_interval_ms = 1000", f"memory_max_mb = {memory_max_mb}", "",
         "[spool]", f"path = {_toml_str(str(state / 'ot-spool'))}", "",
         "[link]", f'target = "127.0.0.1:{udp_port}"', "rate_mbit = 50", "mtu = 1500", "",
         "[[sources]]", 'name = "sim"', f"endpoint = {_toml_str(endpoint)}",
@@ -139,7 +141,8 @@ def write_configs(state: Path, endpoint: str, udp_port: int, tags: list[Any],
         "[receiver]", f'bind = "127.0.0.1:{udp_port}"',
         f"spool = {_toml_str(str(state / 'it-spool'))}",
         f"datasets = {_toml_str(datasets_url or str(state / 'datasets'))}",
-        "batch_seconds = 3600", "",
+        f"batch_seconds = {batch_seconds}",
+        *([] if lateness_seconds is None else [f"lateness_seconds = {lateness_seconds}"]), "",
         *(["[receiver.s3]", f"endpoint = {_toml_str(s3_endpoint)}", ""] if s3_endpoint else []),
     ]))
     return agent, receiver

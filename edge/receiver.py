@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edge import _core
+from edge import _core, systemd
 from edge.config import ReceiverConfig
 from edge.datasets import DatasetWriter
 from edge.frames import PayloadError, decode_data, decode_gap, decode_meta, unpack
@@ -39,6 +39,7 @@ class Receiver:
         # The writer's identity in the site's claim: this host and this IT spool (the
         # batches' LSN ranges refer to it), so a second receiver of the site is refused.
         self.writer = DatasetWriter(cfg.receiver.datasets, cfg.site.name, cfg.receiver.batch_seconds,
+                                    lateness_seconds=cfg.receiver.lateness_seconds,
                                     storage_options=cfg.receiver.s3.storage_options(),
                                     owner=f"{socket.gethostname()}:{Path(cfg.receiver.spool).resolve()}")
         self.link = _core.DiodeReceiver(cfg.receiver.bind, self.spool)
@@ -145,10 +146,13 @@ class Receiver:
             self.spool.set_cursor(CURSOR, done + 1)
 
     def run(self, stop: threading.Event) -> dict[str, Any]:
+        systemd.ready(f"listening on {self.link.local_addr}")
         while not stop.is_set():
+            systemd.watchdog()
             if self.pump() == 0:
                 self.publish()
                 stop.wait(POLL_S)
+        systemd.stopping("landing the frames in flight")
         # Let frames still on the wire land, then drain and publish everything.
         last = self.link.stats()["packets"]
         quiet_since = time.monotonic()

@@ -3,9 +3,14 @@
 # installed in place (maturin develop), then cargo test and pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# tmux: the terminal the TUI's end-to-end test runs `tidegate demo` in.
-if ! command -v tmux >/dev/null 2>&1; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null
+# Debian packages the tests use, installed only when missing (CI runs as root):
+# tmux, the terminal the TUI's end-to-end test runs `tidegate demo` in;
+# systemd-sysusers and systemd-analyze for tests/test_deploy*.py (install.sh --root, units).
+need=()
+command -v tmux >/dev/null 2>&1 || need+=(tmux)
+{ command -v systemd-analyze >/dev/null && command -v systemd-sysusers >/dev/null; } || need+=(systemd)
+if (( ${#need[@]} )) && [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 python3 -m venv .venv
 . .venv/bin/activate
