@@ -9,7 +9,6 @@ Rust core does the heavy work (encode, fsync, UDP) with the GIL released.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import os
@@ -23,7 +22,7 @@ from typing import Any
 from edge import __version__, _core
 from edge.collect import Collector
 from edge.config import AgentConfig
-from edge.frames import encode_data, encode_meta, pack
+from edge.frames import Gap, encode_data, encode_gap, encode_meta, pack
 from edge.opcua import SourceSession
 from edge.status import StatusServer
 
@@ -52,11 +51,16 @@ class Agent:
                                         int(cfg.link.rate_mbit * 1_000_000), cfg.link.mtu)
         self.sessions = [
             SourceSession(src, [t for t in cfg.tags if t.source == src.name], self.collector,
-                          self._on_event, tag_groups=[g for g in cfg.tag_groups if g.source == src.name])
+                          self._on_event, tag_groups=[g for g in cfg.tag_groups if g.source == src.name],
+                          durable=self.durable, on_gap=self._on_gap)
             for src in cfg.sources
         ]
         self.counters = {"values": 0, "data_frames": 0, "data_payload_bytes": 0,
-                         "meta_frames": 0, "heartbeat_frames": 0, "event_frames": 0}
+                         "meta_frames": 0, "heartbeat_frames": 0, "event_frames": 0, "gap_frames": 0}
+        # ack after durable: sessions wait in durable() until a commit covers their samples
+        self._durable_values = 0  # collector.values_total covered by the last commit
+        self._committed = asyncio.Event()  # set (and replaced) after each commit
+        self._flush_wanted = asyncio.Event()
         self._meta_tags = -1
         self._meta_at = 0.0
         self._rate = (time.monotonic(), 0, 0.0)  # (when, values then, values/s)
@@ -68,6 +72,25 @@ class Agent:
         self.events.append({"time_ns": now, "kind": kind, "text": text})
         self.spool.append(_core.FRAME_EVENT, now, now, pack({"time_ns": now, "kind": kind, **detail}))
         self.counters["event_frames"] += 1
+
+    def _on_gap(self, gap: Gap) -> None:
+        """A span a source could not deliver: a GAP frame, named for IT."""
+        self.spool.append(_core.FRAME_GAP, gap.t_first_ns, gap.t_last_ns, encode_gap(gap))
+        self.counters["gap_frames"] += 1
+        self.events.append({"time_ns": time.time_ns(), "kind": "gap",
+                            "text": f"reason={gap.reason} tags={len(gap.tags)} "
+                                    f"span_ms={(gap.t_last_ns - gap.t_first_ns) / 1e6:.0f}"})
+
+    async def durable(self) -> None:
+        """Return once every sample collected so far is in a committed spool
+        frame (asks the flush loop for a flush now; concurrent callers share
+        one commit). SourceSession awaits this before a notification is
+        acknowledged to the server."""
+        target = self.collector.values_total
+        while self._durable_values < target:
+            committed = self._committed
+            self._flush_wanted.set()
+            await committed.wait()
 
     # -- frames -------------------------------------------------------------
     def _append_meta_if_due(self) -> None:
@@ -84,6 +107,7 @@ class Agent:
     async def flush(self) -> None:
         """Move what the sessions collected into the spool and make it durable."""
         self._append_meta_if_due()  # before DATA that names new tag indexes
+        upto = self.collector.values_total
         batch = self.collector.flush()
         if len(batch):
             payload = encode_data(batch)
@@ -94,6 +118,9 @@ class Agent:
             self.counters["data_payload_bytes"] += len(payload)
         if self.spool.next_lsn() != self.spool.durable_lsn():
             await asyncio.to_thread(self.spool.commit)
+        self._durable_values = max(self._durable_values, upto)
+        committed, self._committed = self._committed, asyncio.Event()
+        committed.set()
 
     def _append_heartbeat(self) -> None:
         now = time.time_ns()
@@ -106,9 +133,17 @@ class Agent:
     async def _flush_loop(self, stop: asyncio.Event) -> None:
         interval = self.cfg.agent.flush_interval_ms / 1000
         next_hb = time.monotonic()
+        next_flush = time.monotonic() + interval
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+            # until the flush interval is up, a session waits for durability, or stop
+            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._flush_wanted.wait())]
+            await asyncio.wait(waits, timeout=max(0.0, next_flush - time.monotonic()),
+                               return_when=asyncio.FIRST_COMPLETED)
+            for w in waits:
+                w.cancel()
+            self._flush_wanted.clear()
+            if time.monotonic() >= next_flush:
+                next_flush = time.monotonic() + interval
             if time.monotonic() >= next_hb:
                 self._append_heartbeat()
                 next_hb += HEARTBEAT_EVERY_S

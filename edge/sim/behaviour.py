@@ -1,0 +1,150 @@
+"""What makes the simulator behave like a spec-conformant server where
+asyncua's server is lenient, and what lets tests watch it.
+
+asyncua's server accepts any DataChangeFilter and ignores Percent deadbands.
+A real server (Part 4, 7.22.2 and 7.17.2) refuses a deadband on a
+non-numeric variable (BadFilterNotAllowed) and a Percent deadband on a
+variable without EURange (BadDeadbandFilterInvalid), and applies Percent as
+a share of the EURange span. :class:`ServerBehaviour` adds that, can refuse
+every filter on chosen nodes (BadMonitoredItemFilterUnsupported, as small
+PLCs do), and records every service request the server receives, failing
+the ones that would change the plant when ``forbid_writes`` is set (the
+read-only proof).
+
+asyncua gives no per-server hook for these, so :func:`install` patches its
+classes once and looks the behaviour up by the server's address space.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from asyncua import ua
+from asyncua.server import monitored_item_service as mis
+from asyncua.server import uaprocessor
+
+if TYPE_CHECKING:
+    from asyncua.server.server import Server
+
+    from edge.sim.plant import SimTag
+
+_NUMERIC = frozenset({"SByte", "Byte", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64", "Float", "Double"})
+# Requests that change a server: a read-only client never sends them.
+WRITE_REQUESTS: dict[int, str] = {
+    ua.ObjectIds.WriteRequest_Encoding_DefaultBinary: "Write",
+    ua.ObjectIds.CallRequest_Encoding_DefaultBinary: "Call",
+    ua.ObjectIds.AddNodesRequest_Encoding_DefaultBinary: "AddNodes",
+    ua.ObjectIds.DeleteNodesRequest_Encoding_DefaultBinary: "DeleteNodes",
+    ua.ObjectIds.AddReferencesRequest_Encoding_DefaultBinary: "AddReferences",
+    ua.ObjectIds.DeleteReferencesRequest_Encoding_DefaultBinary: "DeleteReferences",
+    ua.ObjectIds.HistoryUpdateRequest_Encoding_DefaultBinary: "HistoryUpdate",
+}
+
+
+@dataclass
+class ServerBehaviour:
+    refuse_filters: set[str] = field(default_factory=set)  # node ids refusing any filter
+    forbid_writes: bool = False
+    requests: Counter[str] = field(default_factory=Counter)  # service name -> count
+    violations: list[str] = field(default_factory=list)  # write-type requests received
+    tags: dict[str, SimTag] = field(default_factory=dict)
+
+
+_BY_SPACE: weakref.WeakKeyDictionary[Any, ServerBehaviour] = weakref.WeakKeyDictionary()
+_BY_ISERVER: weakref.WeakKeyDictionary[Any, ServerBehaviour] = weakref.WeakKeyDictionary()
+_installed = False
+
+
+_NAMES: dict[int, str] = {}
+
+
+def _name(typeid: ua.NodeId) -> str:
+    if not _NAMES:
+        for oid_name in dir(ua.ObjectIds):
+            if oid_name.endswith("Request_Encoding_DefaultBinary"):
+                _NAMES[getattr(ua.ObjectIds, oid_name)] = oid_name.removesuffix("Request_Encoding_DefaultBinary")
+    return _NAMES.get(typeid.Identifier, f"i={typeid.Identifier}")
+
+
+def install(server: Server, behaviour: ServerBehaviour, tags: dict[str, SimTag]) -> None:
+    behaviour.tags = tags
+    _BY_SPACE[server.iserver.aspace] = behaviour
+    _BY_ISERVER[server.iserver] = behaviour
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    _patch_filters()
+    _patch_processor()
+
+
+def _patch_filters() -> None:
+    create = mis.MonitoredItemService._create_data_change_monitored_item
+    exceeded = mis.MonitoredItemService._is_deadband_exceeded
+    callback = mis.MonitoredItemService.datachange_callback
+
+    async def create_item(self: Any, params: ua.MonitoredItemCreateRequest) -> ua.MonitoredItemCreateResult:
+        b = _BY_SPACE.get(self.aspace)
+        flt = params.RequestedParameters.Filter
+        if b is not None and isinstance(flt, ua.DataChangeFilter):
+            nid = params.ItemToMonitor.NodeId.to_string()
+            tag = b.tags.get(nid)
+            code = None
+            if nid in b.refuse_filters:
+                code = ua.StatusCodes.BadMonitoredItemFilterUnsupported
+            elif flt.DeadbandType != ua.DeadbandType.None_ and tag is not None and tag.data_type not in _NUMERIC:
+                code = ua.StatusCodes.BadFilterNotAllowed
+            elif flt.DeadbandType == ua.DeadbandType.Percent and (tag is None or not tag.analog):
+                code = ua.StatusCodes.BadDeadbandFilterInvalid
+            if code is not None:
+                res = ua.MonitoredItemCreateResult()
+                res.StatusCode = ua.StatusCode(code)
+                return res
+        return await create(self, params)
+
+    def is_exceeded(self: Any, values: Any, flt: ua.DataChangeFilter) -> bool:
+        if flt.DeadbandType != ua.DeadbandType.Percent:
+            return bool(exceeded(self, values, flt))
+        cur, old = values.get_current_datavalue(), values.get_old_datavalue()
+        if old is None or cur is None or cur.Value is None or old.Value is None:
+            return True
+        if cur.Value.Value is None or old.Value.Value is None:
+            return True
+        span = getattr(self, "_tidegate_span", None)
+        if not span:
+            return True
+        return abs(cur.Value.Value - old.Value.Value) > flt.DeadbandValue / 100.0 * span
+
+    async def on_change(self: Any, handle: int, value: ua.DataValue, error: ua.StatusCode | None = None) -> None:
+        # Percent needs the item's EURange span: look it up for this item.
+        b = _BY_SPACE.get(self.aspace)
+        if b is not None and error is None and handle in self._monitored_datachange:
+            mdata = self._monitored_items.get(self._monitored_datachange[handle])
+            if mdata is not None:
+                tag = b.tags.get(mdata.read_value_id.NodeId.to_string())
+                self._tidegate_span = (tag.range_high - tag.range_low) if tag is not None and tag.analog \
+                    and tag.range_high is not None and tag.range_low is not None else None
+        await callback(self, handle, value, error)
+
+    mis.MonitoredItemService._create_data_change_monitored_item = create_item  # type: ignore[method-assign]
+    mis.MonitoredItemService._is_deadband_exceeded = is_exceeded  # type: ignore[method-assign]
+    mis.MonitoredItemService.datachange_callback = on_change  # type: ignore[method-assign]
+
+
+def _patch_processor() -> None:
+    process = uaprocessor.UaProcessor._process_message
+
+    async def process_message(self: Any, typeid: ua.NodeId, requesthdr: Any, seqhdr: Any, body: Any) -> Any:
+        b = _BY_ISERVER.get(self.iserver)
+        if b is not None:
+            name = WRITE_REQUESTS.get(typeid.Identifier) if typeid.NamespaceIndex == 0 else None
+            b.requests[name or _name(typeid)] += 1
+            if name is not None and b.forbid_writes:
+                b.violations.append(name)
+                raise ua.uaerrors.BadUserAccessDenied
+        return await process(self, typeid, requesthdr, seqhdr, body)
+
+    uaprocessor.UaProcessor._process_message = process_message  # type: ignore[method-assign]
