@@ -173,6 +173,7 @@ class SourceSession:
         self._retry: list[_Want] = []  # wants that could not be set up; tried again
         self._dedupe: set[int] = set()  # first value after a re-create: drop if it repeats the last
         self._first_after: dict[int, int] = {}
+        self._before: dict[int, int] = {}
         self._failing: dict[str, str] = {}
         self._connected_once = False
         self._last_connect_error = ""
@@ -451,7 +452,8 @@ class SourceSession:
         params.PublishingEnabled = True
         params.Priority = 0
         sub = TidegateSubscription(client.uaclient.session, params, self._on_publish, self._on_recreated,
-                                   items_per_call=self.limits.monitored_items_per_call)
+                                   items_per_call=self.limits.monitored_items_per_call,
+                                   on_recreating=self._on_recreating)
         try:
             result = await sub.init()
         except ua.UaStatusCodeError as e:
@@ -526,6 +528,8 @@ class SourceSession:
                     self._node_ok(it.want.node_id)
                     continue
                 self._handles.discard(it.index)
+                if it.index in self._gone:
+                    continue  # still gone: reported when it went, tried again next round
                 del self._items[it.index]
                 code = res.value
                 if req.RequestedParameters.Filter is not None and code in _FILTER_REFUSED:
@@ -613,15 +617,20 @@ class SourceSession:
                                 f"node disappeared ({ua.StatusCode(status).name})")
 
     # -- re-created subscription: gaps and history -------------------------------------
+    def _on_recreating(self, handles: list[int]) -> None:
+        """Before the re-created items can deliver: remember where each tag
+        stood, and check each one's first value for a repeat."""
+        col = self.collector
+        self._before = {h: col.last_source_ns(h) for h in handles}
+        self._first_after = {}
+        self._dedupe = set(handles)
+
     async def _on_recreated(self, sub: TidegateSubscription, t_lost: int, made: list[int],
                             failed: dict[int, str]) -> None:
         t_now = time.time_ns()
         self.state["recreated"] += 1
         self.state["subscribed"] = len(made)
-        col = self.collector
-        before = {h: col.last_source_ns(h) for h in made}
-        self._first_after = {}
-        self._dedupe = set(made)
+        before = self._before
         for h, reason in failed.items():
             it = self._items.get(h)
             if it is not None:

@@ -29,14 +29,18 @@ from edge.opcua.address import chunks
 PublishSink = Callable[["TidegateSubscription", ua.PublishResult], Awaitable[None]]
 # (subscription, server time of the last message before the loss, handles re-created, handle -> failure)
 RecreateSink = Callable[["TidegateSubscription", int, list[int], dict[int, str]], Awaitable[None]]
+# (handles about to be re-created): called before any of them can deliver a value
+RecreatingSink = Callable[[list[int]], None]
 
 
 class TidegateSubscription(Subscription):
     def __init__(self, session: UaSession, params: ua.CreateSubscriptionParameters, on_publish: PublishSink,
-                 on_recreated: RecreateSink | None = None, items_per_call: int = 1000) -> None:
+                 on_recreated: RecreateSink | None = None, items_per_call: int = 1000,
+                 on_recreating: RecreatingSink | None = None) -> None:
         super().__init__(session, params, handler=None, queue_maxsize=1)
         self._on_publish = on_publish
         self._on_recreated = on_recreated
+        self._on_recreating = on_recreating
         self.items_per_call = items_per_call
         self.last_publish_ns = 0  # server PublishTime of the last message, data or keep-alive
         self.duplicates = 0
@@ -68,6 +72,8 @@ class TidegateSubscription(Subscription):
         t_lost = self.last_publish_ns or time.time_ns()
         saved: list[SubscriptionItemData] = [
             item for item in self._monitored_items.values() if item.server_handle is not None]
+        if self._on_recreating is not None:
+            self._on_recreating([h for h in (i.client_handle for i in saved) if h is not None])
         old_id = self.subscription_id
         self._monitored_items.clear()
         self.subscription_id = None

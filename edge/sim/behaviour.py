@@ -69,6 +69,11 @@ def _name(typeid: ua.NodeId) -> str:
     return _NAMES.get(typeid.Identifier, f"i={typeid.Identifier}")
 
 
+def _is_deadband(flt: Any) -> bool:
+    # duck-typed: the decoded filter's class is not always ua.DataChangeFilter
+    return flt is not None and getattr(flt, "DeadbandType", 0) != ua.DeadbandType.None_
+
+
 def install(server: Server, behaviour: ServerBehaviour, tags: dict[str, SimTag]) -> None:
     behaviour.tags = tags
     _BY_SPACE[server.iserver.aspace] = behaviour
@@ -89,7 +94,7 @@ def _patch_filters() -> None:
     async def create_item(self: Any, params: ua.MonitoredItemCreateRequest) -> ua.MonitoredItemCreateResult:
         b = _BY_SPACE.get(self.aspace)
         flt = params.RequestedParameters.Filter
-        if b is not None and isinstance(flt, ua.DataChangeFilter):
+        if b is not None and flt is not None and hasattr(flt, "DeadbandType"):
             nid = params.ItemToMonitor.NodeId.to_string()
             tag = b.tags.get(nid)
             code = None
@@ -106,27 +111,33 @@ def _patch_filters() -> None:
         return await create(self, params)
 
     def is_exceeded(self: Any, values: Any, flt: ua.DataChangeFilter) -> bool:
-        if flt.DeadbandType != ua.DeadbandType.Percent:
+        if _BY_SPACE.get(self.aspace) is None:
             return bool(exceeded(self, values, flt))
-        cur, old = values.get_current_datavalue(), values.get_old_datavalue()
-        if old is None or cur is None or cur.Value is None or old.Value is None:
-            return True
-        if cur.Value.Value is None or old.Value.Value is None:
-            return True
-        span = getattr(self, "_tidegate_span", None)
-        if not span:
-            return True
-        return abs(cur.Value.Value - old.Value.Value) > flt.DeadbandValue / 100.0 * span
+        return True  # decided in on_change, against the last *reported* value
 
     async def on_change(self: Any, handle: int, value: ua.DataValue, error: ua.StatusCode | None = None) -> None:
-        # Percent needs the item's EURange span: look it up for this item.
+        # Part 4, 7.22.2: a deadband compares with the last value *reported*
+        # (asyncua compares with the last one seen), and Percent is a share
+        # of the EURange span (asyncua ignores it).
         b = _BY_SPACE.get(self.aspace)
-        if b is not None and error is None and handle in self._monitored_datachange:
-            mdata = self._monitored_items.get(self._monitored_datachange[handle])
-            if mdata is not None:
-                tag = b.tags.get(mdata.read_value_id.NodeId.to_string())
-                self._tidegate_span = (tag.range_high - tag.range_low) if tag is not None and tag.analog \
-                    and tag.range_high is not None and tag.range_low is not None else None
+        mid = self._monitored_datachange.get(handle) if error is None else None
+        mdata = self._monitored_items.get(mid) if mid is not None else None
+        flt = getattr(mdata, "filter", None)
+        if b is not None and mdata is not None and _is_deadband(flt):
+            status = value.StatusCode.value if value.StatusCode is not None else 0
+            v = value.Value.Value if value.Value is not None else None
+            last = getattr(mdata, "_tidegate_reported", None)
+            if last is not None and isinstance(v, int | float) and not isinstance(v, bool) \
+                    and last[1] == status and isinstance(last[0], int | float):
+                limit = flt.DeadbandValue
+                if flt.DeadbandType == ua.DeadbandType.Percent:
+                    tag = b.tags.get(mdata.read_value_id.NodeId.to_string())
+                    assert tag is not None and tag.range_low is not None and tag.range_high is not None
+                    limit = flt.DeadbandValue / 100.0 * (tag.range_high - tag.range_low)
+                if abs(v - last[0]) <= limit:
+                    mdata.mvalue.set_current_datavalue(value)
+                    return
+            mdata._tidegate_reported = (v, status)
         await callback(self, handle, value, error)
 
     mis.MonitoredItemService._create_data_change_monitored_item = create_item  # type: ignore[method-assign]

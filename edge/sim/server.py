@@ -104,6 +104,7 @@ class PlantSimulator:
         self.max_monitored_items_per_call = max_monitored_items_per_call
         self.max_nodes_per_read = max_nodes_per_read
         self.historize = list(historize)  # node ids whose history the server keeps (HistoryRead)
+        self._historized = {ua.NodeId.from_string(n) for n in self.historize}
         self.behaviour = behaviour or ServerBehaviour()
         self.security = security
         self._history = _History()
@@ -149,9 +150,15 @@ class PlantSimulator:
         await self._set_limits(server)
         server.iserver.history_manager.set_storage(self._history)
         self._server = server
-        if self.historize:
-            await server.historize_node_data_change(
-                [Node(server.iserver.isession, ua.NodeId.from_string(n)) for n in self.historize], period=None)
+        for n in self.historize:
+            # The simulator is the historian: _write stores each value as it is
+            # written, so nothing written is missing from history at a crash.
+            nid = ua.NodeId.from_string(n)
+            await self._history.new_historized_node(nid, None)
+            node = Node(server.iserver.isession, nid)
+            await node.write_attribute(ua.AttributeIds.Historizing, ua.DataValue(True))
+            await node.set_attr_bit(ua.AttributeIds.AccessLevel, ua.AccessLevel.HistoryRead)
+            await node.set_attr_bit(ua.AttributeIds.UserAccessLevel, ua.AccessLevel.HistoryRead)
         await self._write(self.model.initial())
         await server.start()
 
@@ -249,6 +256,8 @@ class PlantSimulator:
                    else ua.Variant(_wire_value(value, self._vtypes[i]), self._vtypes[i]))
             dv = data_value(var, status, now, now)
             await server.write_attribute_value(self._nodeids[i], dv)
+            if self._nodeids[i] in self._historized:
+                await self._history.save_node_value(self._nodeids[i], dv)
             if record:
                 self._published[self.model.tags[i].node_id].append((now_ns, value, status))
         self.writes += len(changes)
@@ -323,7 +332,9 @@ class PlantSimulator:
                 parent = obj(".".join(parts[:depth]), parent, folder=depth < 3)
             nid = node_id(t.name, NS_INDEX)
             vt = VARIANT_TYPES[t.data_type]
-            variable(nid, parent, ua.QualifiedName(t.browse_name, NS_INDEX), ua.Variant(_wire_value(value, vt), vt),
+            initial_var = ua.Variant(None, ua.VariantType.Null) if value is None \
+                else ua.Variant(_wire_value(value, vt), vt)
+            variable(nid, parent, ua.QualifiedName(t.browse_name, NS_INDEX), initial_var,
                      node_id(vt.value), ObjectIds.AnalogItemType if t.analog
                      else ObjectIds.BaseDataVariableType, ObjectIds.HasComponent,
                      t.description, float(t.period_ms))
