@@ -251,3 +251,15 @@ def test_tag_deadband_mode_and_range(tmp_path: Path) -> None:
         assert want in msg, msg
         first = text.splitlines()[-1].split("=")[0].strip()
         assert f"agent.toml:{line_of(full, first)}:" in msg or "go together" in msg, msg
+
+
+def test_check_command_bad_tag_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edge.cli import main
+
+    text = GOOD.replace("sampling_interval_ms = 250", "sampling_interval_ms = 250\ndeadband_percent = 250")
+    path = write(tmp_path, text)
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"tidegate check: {path}:{line_of(text, 'deadband_percent')}: tags[0].deadband_percent: "
+                   "must be between 0 and 100, got 250")
+    assert main(["check", str(write(tmp_path, GOOD))]) == 0

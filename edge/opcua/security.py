@@ -46,8 +46,6 @@ def thumbprint(cert: x509.Certificate) -> str:
 
 
 async def _trusted(store_dir: Path, cert: x509.Certificate) -> bool:
-    store = TrustStore([store_dir], [])
-    await store.load()
     der = cert.public_bytes(Encoding.DER)
     for f in store_dir.iterdir():  # an exact copy of the server's certificate
         if f.is_file():
@@ -56,9 +54,11 @@ async def _trusted(store_dir: Path, cert: x509.Certificate) -> bool:
                     return True
             except Exception:
                 continue
-    try:
-        return store.is_trusted(cert)  # signed by a trusted CA
-    except Exception:
+    try:  # or signed by a CA in the store
+        store = TrustStore([store_dir], [])
+        await store.load()
+        return bool(store.is_trusted(cert))
+    except Exception:  # an empty store, unreadable files: not trusted
         return False
 
 

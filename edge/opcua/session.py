@@ -174,6 +174,7 @@ class SourceSession:
         self._dedupe: set[int] = set()  # first value after a re-create: drop if it repeats the last
         self._first_after: dict[int, int] = {}
         self._before: dict[int, int] = {}
+        self._lost: tuple[int, list[int]] | None = None  # (when, handles) of a client torn down
         self._failing: dict[str, str] = {}
         self._connected_once = False
         self._last_connect_error = ""
@@ -300,6 +301,10 @@ class SourceSession:
             finally:
                 for t in list(self._background):
                     t.cancel()
+                sub = self.subscription
+                if ok and sub is not None:
+                    # the whole client goes: the next setup names (or fills) the span
+                    self._lost = (sub.last_publish_ns or time.time_ns(), sub.handles())
                 self.subscription = None
                 self.client = None
                 if self.state["connected"]:
@@ -336,7 +341,14 @@ class SourceSession:
         wants = await self._wants(client)
         self.state["tags"] = len(wants)
         await self._create_subscription(client)
+        lost = self._lost
+        if lost is not None:
+            self._on_recreating(lost[1])
         await self._add(client, wants, rename=True)
+        if lost is not None and self.subscription is not None:
+            self._lost = None
+            again = [h for h in lost[1] if h in self._handles]
+            await self._on_recreated(self.subscription, lost[0], again, {})
 
     async def _add(self, client: Client, wants: list[_Want], rename: bool) -> None:
         """Resolve, describe, register and subscribe (or poll) `wants`; the
@@ -734,7 +746,11 @@ class SourceSession:
             now = time.monotonic()
             todo = [it for it in self._polled.values() if due.get(it.index, 0.0) <= now]
             if todo:
-                await self._poll_once(client, todo)
+                try:
+                    await self._poll_once(client, todo)
+                except (ConnectionError, OSError, TimeoutError, ua.UaError) as e:
+                    # the supervisor is reconnecting; the next round reads again
+                    _log.info("%s: poll failed: %s", self.source.name, e)
                 for it in todo:
                     ms = it.want.sampling_ms or self.source.publishing_interval_ms
                     due[it.index] = now + max(ms, 10) / 1000

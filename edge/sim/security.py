@@ -36,7 +36,7 @@ def make_certificate(directory: Path, name: str, uri: str, *, server: bool) -> t
     key = generate_private_key()
     host = socket.gethostname()
     cert = generate_self_signed_app_certificate(
-        key, name, {"O": "tidegate test"},
+        key, name, {},
         [x509.UniformResourceIdentifier(uri), x509.DNSName(host), x509.DNSName("localhost")],
         extended=[ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH])
     cert_path, key_path = directory / f"{name}.der", directory / f"{name}.pem"
