@@ -192,7 +192,7 @@ async def asyncua_client(endpoints: list[str], seconds: float, warmup: float, sp
 
     clients = []
     for ep in endpoints:
-        c = Client(ep, timeout=30)
+        c = Client(ep, timeout=30, watchdog_intervall=30.0)  # a loaded server answers slowly
         await c.connect()
         clients.append(c)
         folder = await c.nodes.objects.get_child(f"{await c.get_namespace_index(NS_URI)}:Bench")
