@@ -101,10 +101,10 @@ class SpoolSink:
 
 
 def client(kind: str, endpoints: list[str], seconds: float, warmup: float, spool_dir: str,
-           ready: Any, out: Any) -> None:
+           ready: Any, out: Any, tags: int) -> None:
     logging.disable(logging.WARNING)
     result = asyncio.run((tidegate_client if kind == "tidegate" else asyncua_client)(
-        endpoints, seconds, warmup, spool_dir, ready))
+        endpoints, seconds, warmup, spool_dir, ready, tags))
     out.put((kind, result))
 
 
@@ -115,7 +115,7 @@ def _usage() -> float:
 
 async def _measure(count: Any, seconds: float, warmup: float, expected: int) -> dict[str, Any]:
     deadline = time.monotonic() + 600
-    while count() < expected and time.monotonic() < deadline:  # every initial value in
+    while count() < expected and time.monotonic() < deadline:  # subscribed: every initial value in
         await asyncio.sleep(0.2)
     await asyncio.sleep(warmup)
     c0, t0, v0 = _usage(), time.monotonic(), count()
@@ -127,7 +127,7 @@ async def _measure(count: Any, seconds: float, warmup: float, expected: int) -> 
 
 
 async def tidegate_client(endpoints: list[str], seconds: float, warmup: float, spool_dir: str,
-                          ready: Any) -> dict[str, Any]:
+                          ready: Any, tags: int) -> dict[str, Any]:
     from edge.collect import Collector
     from edge.config import SourceConfig, TagGroupConfig
     from edge.opcua import SourceSession
@@ -163,7 +163,7 @@ async def tidegate_client(endpoints: list[str], seconds: float, warmup: float, s
     tasks = [asyncio.create_task(s.run()) for s in sessions]
     fl = asyncio.create_task(flusher())
     ready.set()
-    res = await _measure(lambda: durable[0], seconds, warmup, 0)
+    res = await _measure(lambda: durable[0], seconds, warmup, tags)
     for t in [*tasks, fl]:
         t.cancel()
     await asyncio.gather(*tasks, fl, return_exceptions=True)
@@ -171,7 +171,7 @@ async def tidegate_client(endpoints: list[str], seconds: float, warmup: float, s
 
 
 async def asyncua_client(endpoints: list[str], seconds: float, warmup: float, spool_dir: str,
-                         ready: Any) -> dict[str, Any]:
+                         ready: Any, tags: int) -> dict[str, Any]:
     """What a user writes with asyncua: a handler that appends each value,
     and a loop that writes what was appended to the spool every second."""
     from asyncua import Client, ua
@@ -219,7 +219,7 @@ async def asyncua_client(endpoints: list[str], seconds: float, warmup: float, sp
 
     fl = asyncio.create_task(flusher())
     ready.set()
-    res = await _measure(lambda: written[0], seconds, warmup, 0)
+    res = await _measure(lambda: written[0], seconds, warmup, tags)
     fl.cancel()
     for c in clients:
         try:
@@ -256,7 +256,7 @@ def run(tags: int, shards: int, period: float, seconds: float, warmup: float) ->
         for kind in ("tidegate", "asyncua"):
             readies.append(ctx.Event())
             p = ctx.Process(target=client, args=(kind, endpoints, seconds, warmup, str(Path(tmp) / kind),
-                                                  readies[-1], out))
+                                                  readies[-1], out, tags))
             p.start()
             procs.append(p)
         for _ in procs:

@@ -23,18 +23,18 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from edge.config import SourceConfig
-from edge.opcua.uahelp import Client
+from edge.opcua.uahelp import Client, StatusCodes, status_code
 
 POLICIES: dict[str, type[security_policies.SecurityPolicy]] = {
     "Basic256Sha256": security_policies.SecurityPolicyBasic256Sha256,
     "Aes256_Sha256_RsaPss": security_policies.SecurityPolicyAes256Sha256RsaPss,
 }
 MODES = {"Sign": ua.MessageSecurityMode.Sign, "SignAndEncrypt": ua.MessageSecurityMode.SignAndEncrypt}
-_SECURITY_CODES = (ua.StatusCodes.BadSecurityChecksFailed, ua.StatusCodes.BadCertificateUntrusted,
-                   ua.StatusCodes.BadCertificateInvalid, ua.StatusCodes.BadSecurityPolicyRejected,
-                   ua.StatusCodes.BadCertificateUriInvalid, ua.StatusCodes.BadCertificateTimeInvalid,
-                   ua.StatusCodes.BadIdentityTokenRejected, ua.StatusCodes.BadIdentityTokenInvalid,
-                   ua.StatusCodes.BadUserAccessDenied)
+_SECURITY_CODES = (StatusCodes.BadSecurityChecksFailed, StatusCodes.BadCertificateUntrusted,
+                   StatusCodes.BadCertificateInvalid, StatusCodes.BadSecurityPolicyRejected,
+                   StatusCodes.BadCertificateUriInvalid, StatusCodes.BadCertificateTimeInvalid,
+                   StatusCodes.BadIdentityTokenRejected, StatusCodes.BadIdentityTokenInvalid,
+                   StatusCodes.BadUserAccessDenied)
 
 
 class SecurityError(Exception):
@@ -120,9 +120,9 @@ def explain_connect_error(src: SourceConfig, e: BaseException) -> str | None:
         return str(e)
     code = getattr(e, "code", None)
     if isinstance(code, int) and code in _SECURITY_CODES:
-        name = ua.StatusCode(code).name
-        if code in (ua.StatusCodes.BadIdentityTokenRejected, ua.StatusCodes.BadIdentityTokenInvalid,
-                    ua.StatusCodes.BadUserAccessDenied):
+        name = status_code(code).name
+        if code in (StatusCodes.BadIdentityTokenRejected, StatusCodes.BadIdentityTokenInvalid,
+                    StatusCodes.BadUserAccessDenied):
             return f"server {src.endpoint} rejected the user identity ({name})"
         return (f"server {src.endpoint} rejected our certificate ({name}); add {src.certificate} "
                 "to the server's trusted certificates")

@@ -8,7 +8,7 @@ dropped per tag when the server refuses it), polls what cannot be
 subscribed, and stays up until cancelled.
 
 Connection loss: asyncua's supervisor (auto_reconnect) notices it within
-about two seconds (it probes the server every second), reconnects with
+about four seconds (it probes the server every two), reconnects with
 backoff, re-activates the session and transfers the subscription, asking
 the server to Republish what was missed (marked REPLAYED); when the server
 lost the subscription it is re-created (TidegateSubscription.recreate) and
@@ -64,7 +64,7 @@ from edge.opcua.address import (
 from edge.opcua.history import read_raw
 from edge.opcua.security import apply_security, explain_connect_error
 from edge.opcua.subscription import TidegateSubscription
-from edge.opcua.uahelp import AttributeIds, Client
+from edge.opcua.uahelp import AttributeIds, Client, StatusCodes, UaError, UaStatusCodeError, status_code
 
 _log = logging.getLogger(__name__)
 
@@ -80,12 +80,12 @@ _POLLED = int(SampleFlags.POLLED)
 _NUMERIC = (FLOAT_TYPES | SIGNED_TYPES | UNSIGNED_TYPES) - {"DateTime"}
 _GONE = frozenset({0x8034, 0x8033})  # BadNodeIdUnknown, BadNodeIdInvalid (upper 16 bits)
 # The server will not take this filter: subscribe the item without one.
-_FILTER_REFUSED = frozenset({ua.StatusCodes.BadMonitoredItemFilterUnsupported, ua.StatusCodes.BadFilterNotAllowed,
-                             ua.StatusCodes.BadDeadbandFilterInvalid, ua.StatusCodes.BadMonitoredItemFilterInvalid})
+_FILTER_REFUSED = frozenset({StatusCodes.BadMonitoredItemFilterUnsupported, StatusCodes.BadFilterNotAllowed,
+                             StatusCodes.BadDeadbandFilterInvalid, StatusCodes.BadMonitoredItemFilterInvalid})
 # The server cannot monitor this item at all: poll it.
-_POLL_INSTEAD = frozenset({ua.StatusCodes.BadNotSupported, ua.StatusCodes.BadServiceUnsupported,
-                           ua.StatusCodes.BadTooManyMonitoredItems, ua.StatusCodes.BadMonitoredItemIdInvalid,
-                           ua.StatusCodes.BadNotImplemented})
+_POLL_INSTEAD = frozenset({StatusCodes.BadNotSupported, StatusCodes.BadServiceUnsupported,
+                           StatusCodes.BadTooManyMonitoredItems, StatusCodes.BadMonitoredItemIdInvalid,
+                           StatusCodes.BadNotImplemented})
 _WRITE_SERVICES = ("write", "call", "add_nodes", "delete_nodes", "add_references", "delete_references",
                    "history_update", "register_nodes", "unregister_nodes")
 
@@ -260,7 +260,9 @@ class SourceSession:
 
     # -- main loop ----------------------------------------------------------------
     def _new_client(self) -> Client:
-        client = Client(self.source.endpoint, timeout=self.request_timeout, watchdog_intervall=1.0)
+        # asyncua probes the server every 2 s (2 s timeout): a dead connection is
+        # noticed within about 4 s, a merely busy server is not taken for dead
+        client = Client(self.source.endpoint, timeout=self.request_timeout, watchdog_intervall=2.0)
         client.name = client.description = f"tidegate {self.source.name}"
         client.application_uri = "urn:tidegate:agent"
         client.product_uri = "urn:tidegate"
@@ -468,7 +470,7 @@ class SourceSession:
                                    on_recreating=self._on_recreating)
         try:
             result = await sub.init()
-        except ua.UaStatusCodeError as e:
+        except UaStatusCodeError as e:
             # A server without subscriptions (or out of them): every tag is polled.
             self._event("subscription_refused", reason=type(e).__name__, fallback="polling")
             self.subscription = None
@@ -626,7 +628,7 @@ class SourceSession:
             if h not in self._gone:
                 self._gone[h] = src if src > 0 else time.time_ns()
                 self._fail_node(self._items[h].want.node_id,
-                                f"node disappeared ({ua.StatusCode(status).name})")
+                                f"node disappeared ({status_code(status).name})")
 
     # -- re-created subscription: gaps and history -------------------------------------
     def _on_recreating(self, handles: list[int]) -> None:
@@ -707,7 +709,7 @@ class SourceSession:
                 continue
             try:
                 await self._retry_once(client)
-            except (ConnectionError, OSError, TimeoutError, ua.UaError) as e:
+            except (ConnectionError, OSError, TimeoutError, UaError) as e:
                 _log.info("%s: retry failed: %s", self.source.name, e)
 
     async def _retry_once(self, client: Client) -> None:
@@ -748,7 +750,7 @@ class SourceSession:
             if todo:
                 try:
                     await self._poll_once(client, todo)
-                except (ConnectionError, OSError, TimeoutError, ua.UaError) as e:
+                except (ConnectionError, OSError, TimeoutError, UaError) as e:
                     # the supervisor is reconnecting; the next round reads again
                     _log.info("%s: poll failed: %s", self.source.name, e)
                 for it in todo:

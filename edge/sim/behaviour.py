@@ -26,6 +26,8 @@ from asyncua import ua
 from asyncua.server import monitored_item_service as mis
 from asyncua.server import uaprocessor
 
+from edge.opcua.uahelp import StatusCodes, status_code
+
 if TYPE_CHECKING:
     from asyncua.server.server import Server
 
@@ -99,14 +101,14 @@ def _patch_filters() -> None:
             tag = b.tags.get(nid)
             code = None
             if nid in b.refuse_filters:
-                code = ua.StatusCodes.BadMonitoredItemFilterUnsupported
+                code = StatusCodes.BadMonitoredItemFilterUnsupported
             elif flt.DeadbandType != ua.DeadbandType.None_ and tag is not None and tag.data_type not in _NUMERIC:
-                code = ua.StatusCodes.BadFilterNotAllowed
+                code = StatusCodes.BadFilterNotAllowed
             elif flt.DeadbandType == ua.DeadbandType.Percent and (tag is None or not tag.analog):
-                code = ua.StatusCodes.BadDeadbandFilterInvalid
+                code = StatusCodes.BadDeadbandFilterInvalid
             if code is not None:
                 res = ua.MonitoredItemCreateResult()
-                res.StatusCode = ua.StatusCode(code)
+                res.StatusCode = status_code(code)
                 return res
         return await create(self, params)
 
