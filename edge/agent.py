@@ -24,7 +24,7 @@ from edge import __version__, _core, systemd
 from edge.collect import Collector
 from edge.config import AgentConfig, SourceConfig
 from edge.control import Control
-from edge.frames import Reducer, encode_data, encode_meta, pack
+from edge.frames import Gap, Reducer, encode_data, encode_gap, encode_meta, pack
 from edge.memguard import MemoryGuard
 from edge.model import CODEC_KINDS, LOSSY_KINDS, ColumnBatch, codec_kinds
 from edge.opcua import SourceSession
@@ -63,7 +63,12 @@ class Agent:
         self.reducer = Reducer()
         self._kinds = codec_kinds([])
         self.counters = {"values": 0, "values_reduced": 0, "data_frames": 0, "data_payload_bytes": 0,
-                         "meta_frames": 0, "heartbeat_frames": 0, "event_frames": 0}
+                         "meta_frames": 0, "heartbeat_frames": 0, "event_frames": 0, "gap_frames": 0}
+        # ack after durable: sessions wait in durable() until a commit covers their samples
+        self._durable_values = 0  # collector.values_total covered by the last commit
+        self._committed = asyncio.Event()  # set (and replaced) after each flush
+        self._flush_wanted = asyncio.Event()
+        self._commit_now = False  # a session waits: commit at the next flush, group commit or not
         self._meta_tags = -1
         self._meta_at = 0.0
         self._rate = (time.monotonic(), 0, 0.0)  # (when, values then, values/s)
@@ -71,11 +76,12 @@ class Agent:
     def _make_session(self, src: SourceConfig) -> SourceSession:
         cfg = self.cfg
         return SourceSession(src, [t for t in cfg.tags if t.source == src.name], self.collector,
-                             self._on_event, tag_groups=[g for g in cfg.tag_groups if g.source == src.name])
+                             self._on_event, tag_groups=[g for g in cfg.tag_groups if g.source == src.name],
+                             durable=self.durable, on_gap=self._on_gap)
 
-    def start_session(self, src: SourceConfig) -> None:
-        """Collect from `src` (a new session; used at start and on reload)."""
-        session = self._make_session(src)
+    def start_session(self, src: SourceConfig, session: SourceSession | None = None) -> None:
+        """Collect from `src`: with the session built at start, or a new one (reload)."""
+        session = session or self._make_session(src)
         self.sessions = [s for s in self.sessions if s.source.name != src.name] + [session]
         self._session_tasks[src.name] = asyncio.create_task(session.run(), name=f"source:{src.name}")
 
@@ -93,6 +99,26 @@ class Agent:
         self.events.append({"time_ns": now, "kind": kind, "text": text})
         self.spool.append(_core.FRAME_EVENT, now, now, pack({"time_ns": now, "kind": kind, **detail}))
         self.counters["event_frames"] += 1
+
+    def _on_gap(self, gap: Gap) -> None:
+        """A span a source could not deliver: a GAP frame, named for IT."""
+        self.spool.append(_core.FRAME_GAP, gap.t_first_ns, gap.t_last_ns, encode_gap(gap))
+        self.counters["gap_frames"] += 1
+        self.events.append({"time_ns": time.time_ns(), "kind": "gap",
+                            "text": f"reason={gap.reason} tags={len(gap.tags)} "
+                                    f"span_ms={(gap.t_last_ns - gap.t_first_ns) / 1e6:.0f}"})
+
+    async def durable(self) -> None:
+        """Return once every sample collected so far is in a committed spool
+        frame (asks the flush loop for a flush now; concurrent callers share
+        one commit). SourceSession awaits this before a notification is
+        acknowledged to the server."""
+        target = self.collector.values_total
+        while self._durable_values < target:
+            committed = self._committed
+            self._commit_now = True
+            self._flush_wanted.set()
+            await committed.wait()
 
     # -- frames -------------------------------------------------------------
     def _apply_bounds(self) -> None:
@@ -128,6 +154,7 @@ class Agent:
         `final` also releases the samples the lossy filter still holds."""
         self._apply_bounds()
         self._append_meta_if_due()  # before DATA that names new tag indexes
+        upto = self.collector.values_total
         seen = self.collector.flush()
         self.counters["values"] += len(seen)
         batch = self.reducer.apply(seen, time.time_ns())
@@ -138,9 +165,16 @@ class Agent:
             self.counters["values_reduced"] -= len(held)
             self._append_data(held)
         # With group commit on, the spool's own thread syncs (fewer, larger
-        # writes on the SD card); without it, every flush commits.
-        if self.cfg.spool.commit_interval_ms == 0 and self.spool.next_lsn() != self.spool.durable_lsn():
-            await asyncio.to_thread(self.spool.commit)
+        # writes on the SD card); a session waiting to acknowledge (ack after
+        # durable), a spool without group commit, or the last flush commits now.
+        commit = self._commit_now or final or self.cfg.spool.commit_interval_ms == 0
+        self._commit_now = False
+        if commit:
+            if self.spool.next_lsn() != self.spool.durable_lsn():
+                await asyncio.to_thread(self.spool.commit)
+            self._durable_values = max(self._durable_values, upto)
+        committed, self._committed = self._committed, asyncio.Event()
+        committed.set()
 
     def _append_data(self, batch: ColumnBatch) -> None:
         if not len(batch):
@@ -162,9 +196,17 @@ class Agent:
     async def _flush_loop(self, stop: asyncio.Event) -> None:
         interval = self.cfg.agent.flush_interval_ms / 1000
         next_hb = time.monotonic()
+        next_flush = time.monotonic() + interval
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+            # until the flush interval is up, a session waits for durability, or stop
+            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._flush_wanted.wait())]
+            await asyncio.wait(waits, timeout=max(0.0, next_flush - time.monotonic()),
+                               return_when=asyncio.FIRST_COMPLETED)
+            for w in waits:
+                w.cancel()
+            self._flush_wanted.clear()
+            if time.monotonic() >= next_flush:
+                next_flush = time.monotonic() + interval
             systemd.watchdog()
             if time.monotonic() >= next_hb:
                 self._append_heartbeat()
@@ -217,8 +259,8 @@ class Agent:
         status = StatusServer(str(self.cfg.agent.status_socket), self.snapshot)
         self.control.register(status)
         await status.start()
-        for src in self.cfg.sources:
-            self.start_session(src)
+        for src, session in zip(self.cfg.sources, list(self.sessions)):
+            self.start_session(src, session)
         flusher = asyncio.create_task(self._flush_loop(stop), name="flush")
         systemd.ready(f"{len(self.sessions)} sources, status {self.cfg.agent.status_socket}")
         try:
@@ -229,7 +271,6 @@ class Agent:
                 await self.stop_session(name)
             await flusher
             await self.flush(final=True)
-            await asyncio.to_thread(self.spool.commit)
             await self._drain()
             await asyncio.to_thread(self.sender.stop)
             stats = self.final_stats()

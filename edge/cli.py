@@ -84,6 +84,11 @@ def _cmd_browse(args: argparse.Namespace) -> int:
     if not args.endpoint.startswith("opc.tcp://"):
         raise UsageError(f"ENDPOINT: must start with opc.tcp://, got {args.endpoint!r}")
     entries = asyncio.run(browse(args.endpoint, args.path))
+    if args.toml:
+        from edge.opcua.browse import tag_entries_toml
+
+        print(tag_entries_toml(entries, args.toml), end="")
+        return 0
     for e in entries:
         print(f"{e.node_id}\t{e.browse_path}\t{e.data_type}\t{e.unit}")
     return 0
@@ -303,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("browse", help="print a server's address space")
     b.add_argument("endpoint", metavar="ENDPOINT", help="opc.tcp://host:port/path")
     b.add_argument("path", metavar="PATH", nargs="?", default=None, help="browse path to start from")
+    b.add_argument("--toml", metavar="SOURCE", default=None,
+                   help="print [[tags]] entries for the variables found, for source SOURCE of the tag file")
     b.set_defaults(func=_cmd_browse)
 
     c = sub.add_parser("check", help="validate a config file")

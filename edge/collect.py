@@ -40,6 +40,7 @@ _D = struct.Struct("<d")
 _Q = struct.Struct("<Q")
 _MASK64 = 0xFFFF_FFFF_FFFF_FFFF
 _NULL = int(SampleFlags.NULL_VALUE)
+_BACKFILLED = int(SampleFlags.BACKFILLED)
 BAD_WAITING_FOR_INITIAL_DATA = 0x80320000
 
 # encoder kinds, one per tag
@@ -200,11 +201,13 @@ class Collector:
         self._bits[n] = bits
         self._flags[n] = flags
         self._n = n + 1
+        self._count[index] += 1
+        self.values_total += 1
+        if flags & _BACKFILLED:
+            return  # an older sample read back from history: the live view keeps the newest
         self._last_value[index] = value
         self._last_status[index] = status
         self._last_source_ns[index] = source_ns
-        self._count[index] += 1
-        self.values_total += 1
 
     def add_datavalue(self, index: int, dv: Any, flags: int = 0) -> None:
         """One asyncua ua.DataValue as it came, untouched: value, all 32 status
@@ -214,6 +217,27 @@ class Collector:
         self.add(index, None if var is None else var.Value,
                  0 if sc is None else sc.value,
                  to_ns(dv.SourceTimestamp), to_ns(dv.ServerTimestamp), flags)
+
+    def last_source_ns(self, index: int) -> int:
+        """Source time of the tag's last sample (NO_TIME if it had none, 0 if none yet)."""
+        return self._last_source_ns[index]
+
+    def same_as_last(self, index: int, value: Any, status: int, source_ns: int) -> bool:
+        """True if this sample repeats the tag's last one exactly (value, status
+        and source time): what a server resends as the initial value of a
+        re-created monitored item, or a poll that found nothing new."""
+        if self._count[index] == 0 or self._last_status[index] != status \
+                or self._last_source_ns[index] != source_ns:
+            return False
+        last = self._last_value[index]
+        if self._kinds[index] == _K_TIME and value is not None:
+            value = to_ns(value)
+            last = to_ns(last) if isinstance(last, datetime) else last
+        if type(last) is not type(value):
+            return False
+        if isinstance(value, float) and value != value:
+            return bool(last != last)
+        return bool(last == value)
 
     def pending(self) -> int:
         """Samples collected since the last flush."""

@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_STATUS_SOCKET = Path("/run/tidegate/agent.sock")
-SECURITY_POLICIES = ("None",)
+SECURITY_POLICIES = ("None", "Basic256Sha256", "Aes256_Sha256_RsaPss")
+SECURITY_MODES = ("None", "Sign", "SignAndEncrypt")
+TAG_MODES = ("subscribe", "poll")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _NODE_ID_RE = re.compile(
     r"^(?:(?:ns=\d+|nsu=[^;]+);)?(?:i=\d+|s=.+|g=[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}|b=.+)$")
@@ -85,6 +87,16 @@ class SourceConfig:
     publishing_interval_ms: int = 1000
     security_policy: str = "None"
     keepalive_count: int = 10
+    security_mode: str = "None"  # "Sign" | "SignAndEncrypt" with a policy other than "None"
+    certificate: Path | None = None  # our application instance certificate (DER or PEM)
+    private_key: Path | None = None
+    trust_store: Path | None = None  # directory of trusted server (or CA) certificates
+    username: str | None = None
+    password_file: Path | None = None
+    user_certificate: Path | None = None  # X.509 user identity
+    user_private_key: Path | None = None
+    session_timeout_ms: int = 600_000
+    retry_interval_ms: int = 30_000  # how often failing nodes are tried again
 
 
 @dataclass(frozen=True)
@@ -96,6 +108,11 @@ class TagConfig:
     description: str | None = None
     sampling_interval_ms: int | None = None  # None: the source's publishing interval
     queue_size: int | None = None  # None: ceil(publishing / sampling) + 1, at least 2
+    deadband_absolute: float | None = None
+    deadband_percent: float | None = None  # of the server's EURange; needs one
+    mode: str = "subscribe"  # or "poll" (Read every sampling interval)
+    range_low: float | None = None  # None: the server's EURange
+    range_high: float | None = None
     # Lossy reduction (docs/codec.md): "none", "swinging_door" or "exception",
     # with the guaranteed absolute bound max_error (engineering units).
     compression: str = "none"
@@ -113,6 +130,9 @@ class TagGroupConfig:
     browse_path: str  # "Plant/Area1" below the Objects folder
     sampling_interval_ms: int | None = None
     queue_size: int | None = None
+    deadband_absolute: float | None = None
+    deadband_percent: float | None = None
+    mode: str = "subscribe"
 
 
 @dataclass(frozen=True)
@@ -325,6 +345,28 @@ class _Table:
             raise self.error(k, f"must be greater than {lo:g} and at most {hi:g}, got {v}")
         return float(v)
 
+    def opt_float(self, k: str, lo: float, hi: float) -> float | None:
+        """An optional number in [lo, hi]."""
+        v = self._get(k, False)
+        if v is None:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise self.error(k, f"must be a number, got {_kind_name(v)}")
+        if not lo <= v <= hi or v != v:
+            raise self.error(k, f"must be between {lo:g} and {hi:g}, got {v}")
+        return float(v)
+
+    def file_(self, k: str, *, directory: bool = False) -> Path | None:
+        """An optional path that must exist now (a file, or a directory)."""
+        p = self.path_(k)
+        if p is None:
+            return None
+        if directory and not p.is_dir():
+            raise self.error(k, f"no such directory: {p}")
+        if not directory and not p.is_file():
+            raise self.error(k, f"no such file: {p}")
+        return p
+
     def path_(self, k: str, default: Path | None = None, *, required: bool = False) -> Path | None:
         v = self.str_(k, None, required=required, check=lambda s: None if s.strip() else "must not be empty")
         if v is None:
@@ -418,10 +460,58 @@ def _check_node_id(s: str) -> str | None:
     return None
 
 
-def _check_policy(s: str) -> str | None:
-    if s not in SECURITY_POLICIES:
-        return f"only {', '.join(repr(p) for p in SECURITY_POLICIES)} is supported for now, got {s!r}"
-    return None
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str | None]:
+    def check(s: str) -> str | None:
+        if s not in choices:
+            return f"must be one of {', '.join(repr(c) for c in choices)}, got {s!r}"
+        return None
+    return check
+
+
+_check_policy = _one_of(SECURITY_POLICIES)
+
+
+def _deadbands(t: _Table) -> tuple[float | None, float | None]:
+    absolute = t.opt_float("deadband_absolute", 0.0, 1e300)
+    percent = t.opt_float("deadband_percent", 0.0, 100.0)
+    if absolute is not None and percent is not None:
+        raise t.error("deadband_percent", "give deadband_absolute or deadband_percent, not both")
+    return absolute, percent
+
+
+def _source(st: _Table) -> SourceConfig:
+    policy = st.str_("security_policy", "None", check=_check_policy) or "None"
+    mode = st.str_("security_mode", None, check=_one_of(SECURITY_MODES))
+    if mode is None:
+        mode = "None" if policy == "None" else "SignAndEncrypt"
+    if (policy == "None") != (mode == "None"):
+        raise st.error("security_mode", f"security_mode {mode!r} does not go with security_policy {policy!r}")
+    cert, key, trust = st.file_("certificate"), st.file_("private_key"), st.file_("trust_store", directory=True)
+    if policy != "None":
+        for k, v in (("certificate", cert), ("private_key", key), ("trust_store", trust)):
+            if v is None:
+                raise st.error(k, f"required with security_policy {policy!r}")
+    username = st.str_("username", check=_check_nonempty)
+    password_file = st.file_("password_file")
+    if (username is None) != (password_file is None):
+        raise st.error("password_file" if password_file is None else "username",
+                       "username and password_file go together")
+    ucert, ukey = st.file_("user_certificate"), st.file_("user_private_key")
+    if (ucert is None) != (ukey is None):
+        raise st.error("user_private_key" if ukey is None else "user_certificate",
+                       "user_certificate and user_private_key go together")
+    if ucert is not None and username is not None:
+        raise st.error("user_certificate", "choose one user identity: username or user_certificate")
+    return SourceConfig(
+        name=st.req_str("name", _check_name),
+        endpoint=st.req_str("endpoint", _check_endpoint),
+        publishing_interval_ms=st.req_int("publishing_interval_ms", 1000, 10, _MS_MAX),
+        security_policy=policy,
+        keepalive_count=st.req_int("keepalive_count", 10, 1, 1000),
+        security_mode=mode, certificate=cert, private_key=key, trust_store=trust,
+        username=username, password_file=password_file, user_certificate=ucert, user_private_key=ukey,
+        session_timeout_ms=st.req_int("session_timeout_ms", 600_000, 10_000, 86_400_000),
+        retry_interval_ms=st.req_int("retry_interval_ms", 30_000, 100, _MS_MAX))
 
 
 # -- agent --------------------------------------------------------------------------
@@ -476,12 +566,7 @@ def _agent(root: _Table) -> AgentConfig:
     sources: list[SourceConfig] = []
     seen_sources: dict[str, str] = {}
     for st in root.array("sources"):
-        src = SourceConfig(
-            name=st.req_str("name", _check_name),
-            endpoint=st.req_str("endpoint", _check_endpoint),
-            publishing_interval_ms=st.req_int("publishing_interval_ms", 1000, 10, _MS_MAX),
-            security_policy=st.str_("security_policy", "None", check=_check_policy) or "None",
-            keepalive_count=st.req_int("keepalive_count", 10, 1, 1000))
+        src = _source(st)
         if src.name in seen_sources:
             raise st.error("name", f"duplicate source name {src.name!r} (also {seen_sources[src.name]})")
         seen_sources[src.name] = st.path
@@ -501,6 +586,7 @@ def _agent(root: _Table) -> AgentConfig:
     names: dict[str, str] = {}
     nodes: dict[tuple[str, str], str] = {}
     for tt in root.array("tags"):
+        db = _deadbands(tt)
         tag = TagConfig(
             source=source_of(tt),
             node_id=tt.req_str("node_id", _check_node_id),
@@ -509,7 +595,16 @@ def _agent(root: _Table) -> AgentConfig:
             description=tt.str_("description"),
             sampling_interval_ms=tt.int_("sampling_interval_ms", None, 0, _MS_MAX),
             queue_size=tt.int_("queue_size", None, 1, 100_000),
+            deadband_absolute=db[0], deadband_percent=db[1],
+            mode=tt.str_("mode", "subscribe", check=_one_of(TAG_MODES)) or "subscribe",
+            range_low=tt.opt_float("range_low", -1e300, 1e300),
+            range_high=tt.opt_float("range_high", -1e300, 1e300),
             **_tag_compression(tt))
+        if (tag.range_low is None) != (tag.range_high is None):
+            raise tt.error("range_high" if tag.range_high is None else "range_low",
+                           "range_low and range_high go together")
+        if tag.range_low is not None and tag.range_high is not None and tag.range_low >= tag.range_high:
+            raise tt.error("range_high", f"must be greater than range_low ({tag.range_low:g})")
         if tag.name is not None:
             if tag.name in names:
                 raise tt.error("name", f"duplicate tag name {tag.name!r} (also {names[tag.name]})")
@@ -524,11 +619,14 @@ def _agent(root: _Table) -> AgentConfig:
 
     groups: list[TagGroupConfig] = []
     for gt in root.array("tag_groups"):
+        gdb = _deadbands(gt)
         groups.append(TagGroupConfig(
             source=source_of(gt),
             browse_path=gt.req_str("browse_path", _check_nonempty),
             sampling_interval_ms=gt.int_("sampling_interval_ms", None, 0, _MS_MAX),
-            queue_size=gt.int_("queue_size", None, 1, 100_000)))
+            queue_size=gt.int_("queue_size", None, 1, 100_000),
+            deadband_absolute=gdb[0], deadband_percent=gdb[1],
+            mode=gt.str_("mode", "subscribe", check=_one_of(TAG_MODES)) or "subscribe"))
         gt.done()
 
     if (tags or groups) and not sources:

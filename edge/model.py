@@ -32,6 +32,8 @@ class SampleFlags(IntFlag):
     NONE = 0
     NULL_VALUE = 1  # the DataValue had no value (common with Bad status)
     REPLAYED = 2  # came from a Republish after a reconnect
+    BACKFILLED = 4  # read back with HistoryRead for a span the subscription lost
+    POLLED = 8  # came from a Read (polling), not a subscription
 
 
 @dataclass(frozen=True)

@@ -111,3 +111,27 @@ def test_latest_and_counts() -> None:
     assert latest["s"]["source_ns"] == 0  # no source timestamp
     assert latest["b"]["value"] is None and latest["b"]["status"] == BAD_WAITING_FOR_INITIAL_DATA
     assert c.counts().tolist() == [2, 0, 0, 0, 0, 0, 1, 0]
+
+
+def test_same_as_last_and_backfill_keeps_live_view() -> None:
+    c, idx = make()
+    d, s, t = idx["d"], idx["s"], idx["t"]
+    assert not c.same_as_last(d, 1.0, 0, 100)  # nothing yet
+    c.add(d, 1.0, 0, 100, 101)
+    assert c.same_as_last(d, 1.0, 0, 100)
+    assert not c.same_as_last(d, 1.0, 0, 200)  # new source time: a new sample
+    assert not c.same_as_last(d, 1.0, 0x40000000, 100)  # new status
+    assert not c.same_as_last(d, 2.0, 0, 100)
+    c.add(d, float("nan"), 0, 300, 301)
+    assert c.same_as_last(d, float("nan"), 0, 300)  # NaN repeats NaN
+    c.add(s, "AUTO", 0, 100, 100)
+    assert c.same_as_last(s, "AUTO", 0, 100) and not c.same_as_last(s, "MAN", 0, 100)
+    when = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    c.add(t, when, 0, 100, 100)
+    assert c.same_as_last(t, when, 0, 100)
+    # an older sample read back from history is kept but does not move the live view
+    c.add(d, 0.5, 0, 50, 51, int(SampleFlags.BACKFILLED))
+    live = {e["name"]: e for e in c.latest()}["d"]
+    assert (live["source_ns"], live["count"]) == (300, 3) and c.last_source_ns(d) == 300
+    batch = c.flush()
+    assert len(batch) == 5 and batch.flags[-1] & SampleFlags.BACKFILLED

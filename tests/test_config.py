@@ -150,8 +150,8 @@ def test_unknown_source_and_bad_node_id(tmp_path: Path) -> None:
 
 
 def test_security_policy_and_missing_key(tmp_path: Path) -> None:
-    text = GOOD.replace('publishing_interval_ms = 500', 'security_policy = "Basic256Sha256"')
-    assert "sources[0].security_policy: only 'None' is supported for now" in err(tmp_path, text)
+    text = GOOD.replace('publishing_interval_ms = 500', 'security_policy = "Basic128Rsa15"')
+    assert "sources[0].security_policy: must be one of 'None', 'Basic256Sha256'" in err(tmp_path, text)
     text = GOOD.replace('target = "10.0.0.2:5005"\n', "")
     msg = err(tmp_path, text)
     assert f"agent.toml:{line_of(text, '[link]')}: link.target: required key is missing" in msg
@@ -193,3 +193,73 @@ def test_receiver_config(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="receiver.batch_seconds: must be between"):
         receiver_config_from_dict({"site": {"name": "x"}, "receiver": {
             "bind": "h:1", "spool": "/a", "datasets": "/b", "batch_seconds": 0}})
+
+
+def test_security_identity_and_files(tmp_path: Path) -> None:
+    (tmp_path / "pki" / "trusted").mkdir(parents=True)
+    for f in ("cert.der", "key.pem", "pw"):
+        (tmp_path / "pki" / f).write_text("x")
+    secure = ('publishing_interval_ms = 500\nsecurity_policy = "Aes256_Sha256_RsaPss"\n'
+              'security_mode = "Sign"\ncertificate = "pki/cert.der"\nprivate_key = "pki/key.pem"\n'
+              'trust_store = "pki/trusted"\nusername = "tidegate"\npassword_file = "pki/pw"')
+    cfg = load_agent_config(write(tmp_path, GOOD.replace('publishing_interval_ms = 500', secure)))
+    s = cfg.sources[0]
+    assert (s.security_policy, s.security_mode, s.username) == ("Aes256_Sha256_RsaPss", "Sign", "tidegate")
+    assert s.certificate == tmp_path / "pki/cert.der" and s.trust_store == tmp_path / "pki/trusted"
+    assert s.password_file == tmp_path / "pki/pw"
+    # the default mode with a policy is SignAndEncrypt
+    cfg = load_agent_config(write(tmp_path, GOOD.replace('publishing_interval_ms = 500',
+                                                         secure.replace('security_mode = "Sign"\n', ""))))
+    assert cfg.sources[0].security_mode == "SignAndEncrypt"
+    cases = [
+        (secure.replace('"pki/pw"', '"pki/nope"'), "sources[0].password_file: no such file"),
+        (secure.replace('trust_store = "pki/trusted"\n', ""), "sources[0].trust_store: required with"),
+        (secure.replace('username = "tidegate"\n', ""), "username and password_file go together"),
+        (secure.replace('"Sign"', '"Encrypt"'), "sources[0].security_mode: must be one of"),
+        ('security_mode = "Sign"', "security_mode 'Sign' does not go with security_policy 'None'"),
+        (secure.replace('"pki/trusted"', '"pki/cert.der"'), "sources[0].trust_store: no such directory"),
+    ]
+    for text, want in cases:
+        msg = err(tmp_path, GOOD.replace('publishing_interval_ms = 500', text))
+        assert want in msg, msg
+        assert msg.startswith(str(tmp_path / "agent.toml") + ":"), msg  # file:line
+
+
+def test_tag_deadband_mode_and_range(tmp_path: Path) -> None:
+    extra = ('sampling_interval_ms = 250\ndeadband_absolute = 0.5\nmode = "poll"\n'
+             'range_low = 0\nrange_high = 1800')
+    cfg = load_agent_config(write(tmp_path, GOOD.replace("sampling_interval_ms = 250", extra)))
+    t = cfg.tags[0]
+    assert (t.deadband_absolute, t.deadband_percent, t.mode, t.range_low, t.range_high) == \
+        (0.5, None, "poll", 0.0, 1800.0)
+    assert cfg.tags[1].mode == "subscribe" and cfg.tags[1].deadband_absolute is None
+    group = 'browse_path = "Plant/Area2"\ndeadband_percent = 2.5'
+    assert load_agent_config(write(tmp_path, GOOD.replace('browse_path = "Plant/Area2"', group))
+                             ).tag_groups[0].deadband_percent == 2.5
+    cases = [
+        ("deadband_absolute = 0.5\ndeadband_percent = 1", "tags[0].deadband_percent: give deadband_absolute"),
+        ("deadband_percent = 101", "tags[0].deadband_percent: must be between 0 and 100, got 101"),
+        ("deadband_absolute = -1", "tags[0].deadband_absolute: must be between 0"),
+        ('deadband_absolute = "big"', "tags[0].deadband_absolute: must be a number, got a string"),
+        ('mode = "push"', "tags[0].mode: must be one of 'subscribe', 'poll', got 'push'"),
+        ("range_low = 5", "tags[0].range_high: range_low and range_high go together"),
+        ("range_low = 5\nrange_high = 5", "tags[0].range_high: must be greater than range_low (5)"),
+    ]
+    for text, want in cases:
+        full = GOOD.replace("sampling_interval_ms = 250", "sampling_interval_ms = 250\n" + text)
+        msg = err(tmp_path, full)
+        assert want in msg, msg
+        first = text.splitlines()[-1].split("=")[0].strip()
+        assert f"agent.toml:{line_of(full, first)}:" in msg or "go together" in msg, msg
+
+
+def test_check_command_bad_tag_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edge.cli import main
+
+    text = GOOD.replace("sampling_interval_ms = 250", "sampling_interval_ms = 250\ndeadband_percent = 250")
+    path = write(tmp_path, text)
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"tidegate check: {path}:{line_of(text, 'deadband_percent')}: tags[0].deadband_percent: "
+                   "must be between 0 and 100, got 250")
+    assert main(["check", str(write(tmp_path, GOOD))]) == 0

@@ -234,3 +234,18 @@ async def test_queue_size_rule() -> None:
     assert queue_size_for(1000, 250) == 5
     assert queue_size_for(500, 300) == 3
     assert queue_size_for(1000, 0) == 10
+
+
+async def test_browse_writes_tag_entries(static_sim: PlantSimulator, tmp_path: Any) -> None:
+    from edge.config import load_agent_config
+    from edge.opcua.browse import tag_entries_toml
+
+    entries = await browse(static_sim.endpoint, "Plant/Area1/Pump01")
+    head = ('[site]\nid = 1\nname = "p"\n[spool]\npath = "s"\n[link]\ntarget = "h:1"\n'
+            f'[[sources]]\nname = "plc"\nendpoint = "{static_sim.endpoint}"\n\n')
+    path = tmp_path / "agent.toml"
+    path.write_text(head + tag_entries_toml(entries, "plc"))
+    cfg = load_agent_config(path)
+    assert len(cfg.tags) == 10
+    speed = next(t for t in cfg.tags if t.node_id == "ns=2;s=Plant.Area1.Pump01.Speed")
+    assert (speed.name, speed.unit, speed.source) == ("Plant.Area1.Pump01.Speed", "rpm", "plc")

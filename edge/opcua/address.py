@@ -50,11 +50,13 @@ class Limits:
     nodes_per_read: int = DEFAULT_LIMIT
     nodes_per_browse: int = DEFAULT_LIMIT
     nodes_per_translate: int = DEFAULT_LIMIT
+    nodes_per_history_read: int = DEFAULT_LIMIT
 
     def to_dict(self) -> dict[str, int]:
         return {"monitored_items_per_call": self.monitored_items_per_call,
                 "nodes_per_read": self.nodes_per_read, "nodes_per_browse": self.nodes_per_browse,
-                "nodes_per_translate": self.nodes_per_translate}
+                "nodes_per_translate": self.nodes_per_translate,
+                "nodes_per_history_read": self.nodes_per_history_read}
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class VariableInfo:
     range_low: float | None = None
     range_high: float | None = None
     error: str = ""
+    historizing: bool = False  # the server keeps history of the value: HistoryRead can fill gaps
 
 
 def chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
@@ -92,6 +95,7 @@ async def read_limits(client: Client) -> Limits:
         ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead,
         ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerBrowse,
         ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerTranslateBrowsePathsToNodeIds,
+        ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerHistoryReadData,
     )
     values = await read_attribute(client, [node_id(i) for i in ids], AttributeIds.Value, len(ids))
     out: list[int] = []
@@ -279,7 +283,10 @@ async def data_type_name(client: Client, dtype: ua.NodeId, cache: dict[ua.NodeId
 
 
 _ATTRS = (AttributeIds.NodeClass, AttributeIds.BrowseName, AttributeIds.DataType,
-          AttributeIds.ValueRank, AttributeIds.Description)
+          AttributeIds.ValueRank, AttributeIds.Description, AttributeIds.Historizing,
+          AttributeIds.AccessLevel)
+_NA = len(_ATTRS)
+_HISTORY_READ = 0x04  # AccessLevel bit HistoryRead
 
 
 def _value(dv: ua.DataValue) -> Any:
@@ -322,9 +329,9 @@ async def describe(client: Client, nodes: Sequence[ua.NodeId], limits: Limits,
             prop_values[t] = _value(dv)
     out: list[VariableInfo] = []
     for k, n in enumerate(nodes):
-        nclass, bname, dtype, vrank, desc = (_value(dv) for dv in dvs[k * 5:(k + 1) * 5])
+        nclass, bname, dtype, vrank, desc, hist, access = (_value(dv) for dv in dvs[k * _NA:(k + 1) * _NA])
         sid = node_id_str(n)
-        first_status = dvs[k * 5].StatusCode
+        first_status = dvs[k * _NA].StatusCode
         if nclass is None:
             code = first_status.name if first_status is not None else "unreadable"
             out.append(VariableInfo(sid, error=f"node not readable ({code})"))
@@ -349,5 +356,6 @@ async def describe(client: Client, nodes: Sequence[ua.NodeId], limits: Limits,
             error = f"unsupported data type {dt_id}"
         elif isinstance(vrank, int) and vrank >= 0:
             error = f"arrays are not supported (ValueRank {vrank})"
-        out.append(VariableInfo(sid, name, dt_name, dt_id, unit, text, lo, hi, error))
+        historizing = bool(hist) and isinstance(access, int) and bool(access & _HISTORY_READ)
+        out.append(VariableInfo(sid, name, dt_name, dt_id, unit, text, lo, hi, error, historizing))
     return out

@@ -58,3 +58,24 @@ async def browse(endpoint: str, path: str | None = None, *, timeout: float = 10.
     finally:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(client.disconnect(), 3.0)
+
+
+def _toml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def tag_entries_toml(entries: list[BrowseEntry], source: str) -> str:
+    """[[tags]] blocks for the variables tidegate can carry, named by their
+    dotted browse path, ready to paste into the tag file (unsupported ones
+    are listed as comments with the reason)."""
+    out: list[str] = []
+    for e in entries:
+        if not e.supported:
+            out.append(f"# skipped {e.node_id} ({e.browse_path}): {e.problem}\n")
+            continue
+        lines = ["[[tags]]", f"source = {_toml_str(source)}", f"node_id = {_toml_str(e.node_id)}",
+                 f"name = {_toml_str(e.browse_path.replace('/', '.'))}"]
+        if e.unit:
+            lines.append(f"unit = {_toml_str(e.unit)}  # from the server")
+        out.append("\n".join(lines) + "\n\n")
+    return "".join(out)

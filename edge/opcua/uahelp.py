@@ -14,9 +14,12 @@ from asyncua import ua
 from asyncua.client.client import Client as Client
 from asyncua.ua.attribute_ids import AttributeIds as AttributeIds
 from asyncua.ua.object_ids import ObjectIds as ObjectIds
+from asyncua.ua.status_codes import StatusCodes as StatusCodes
+from asyncua.ua.uaerrors import UaError as UaError
 from asyncua.ua.uaerrors import UaStatusCodeError as UaStatusCodeError
 
-__all__ = ["AttributeIds", "Client", "ObjectIds", "UaStatusCodeError", "data_value", "node_id", "status_code"]
+__all__ = ["AttributeIds", "Client", "ObjectIds", "StatusCodes", "UaError", "UaStatusCodeError", "data_value",
+           "node_id", "status_code"]
 
 
 def node_id(identifier: int | str, ns: int = 0, kind: ua.NodeIdType | None = None) -> ua.NodeId:

@@ -290,6 +290,40 @@ class FlowMeter(Unit):
         ]
 
 
+class TypeUnit(Unit):
+    """One tag of every data type tidegate carries, walking through edge
+    values (extremes, zero, NaN and infinities for floats, empty and
+    non-ASCII text) so a client's decoding is tested end to end."""
+
+    kind = "Types"
+    CASES: dict[str, list[Any]] = {
+        "Boolean": [True, False],
+        "SByte": [-128, 127, 0, -1],
+        "Byte": [0, 255, 1, 128],
+        "Int16": [-32768, 32767, 0, -2],
+        "UInt16": [0, 65535, 1, 40000],
+        "Int32": [-2**31, 2**31 - 1, 0, -7],
+        "UInt32": [0, 2**32 - 1, 1, 3_000_000_000],
+        "Int64": [-2**63, 2**63 - 1, 0, -9],
+        "UInt64": [0, 2**64 - 1, 1, 2**63 + 5],
+        "Float": [f32(1.5), f32(-3.25e38), float("inf"), float("nan"), 0.0, float("-inf")],
+        "Double": [1e308, -2.5e-308, float("nan"), float("inf"), 0.0, -1.0],
+        "String": ["", "Grüße 東京", "a" * 300, "x"],
+        "DateTime": [1_700_000_000_000_000_000, 0, 946_684_800_123_456_000, 4_102_444_800_000_000_000],
+    }
+
+    def __init__(self, area: int, number: int, seed: int, phase: int) -> None:
+        super().__init__(area, number, seed, phase)
+        self.prefix = "Plant.Lab.Types"
+        for dtype in self.CASES:
+            self.tag(dtype, dtype, 500, description=f"every {dtype} edge value in turn")
+        self.k = 0
+
+    def step(self, tick: int) -> list[Reading]:
+        self.k = tick
+        return [(cases[tick % len(cases)], GOOD) for cases in self.CASES.values()]
+
+
 @dataclass(frozen=True)
 class Episode:
     """A deterministic status episode: in ticks [start, end) of every cycle the
@@ -320,7 +354,7 @@ class PlantModel:
     TANKS = 2
     METERS = 2
 
-    def __init__(self, seed: int = 1) -> None:
+    def __init__(self, seed: int = 1, *, types: bool = False) -> None:
         self.seed = seed
         self.units: list[Unit] = []
         makers: list[tuple[Callable[[int, int, int, int], Unit], int]] = [
@@ -329,6 +363,8 @@ class PlantModel:
             for maker, count in makers:
                 for n in range(1, count + 1):
                     self.units.append(maker(area, n, seed, len(self.units) % 2))
+        if types:  # optional, so the plant's own tags and values never move
+            self.units.append(TypeUnit(0, 1, seed, 0))
         self.tags: list[SimTag] = [t for u in self.units for t in u.tags]
         self._offset: list[int] = []
         off = 0
