@@ -204,7 +204,7 @@ pub fn parse<'a>(buf: &'a [u8], keys: &LinkKeys) -> Result<Packet<'a>, PacketErr
             let data = &body[SYMBOL_HEADER_LEN..];
             let len = h.object_len as usize;
             let n = h.frame_count as usize;
-            if n == 0 || !(n * MIN_OBJECT_LEN..=MAX_OBJECT_LEN).contains(&len) {
+            if n == 0 || !(n * frame::HEADER_LEN + FRAME_TAG_LEN..=MAX_OBJECT_LEN).contains(&len) {
                 return bad(format!("object_len {len} at offset 20 for {n} frames out of range"));
             }
             let s = h.symbol_size as usize;

@@ -28,6 +28,9 @@ const TICK_EVERY: Duration = Duration::from_millis(100);
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 const EXPIRE_EVERY: Duration = Duration::from_secs(1);
 const BATCH: usize = 64;
+/// How long a decoded object waits for the objects before it.
+const HOLD: Duration = Duration::from_secs(1);
+const HOLD_BYTES: usize = 256 << 20;
 /// Sessions whose control counters are remembered (replay detection).
 const SESSIONS_KEPT: usize = 64;
 
@@ -278,8 +281,20 @@ fn gap_payload(l: &Lost) -> Vec<u8> {
     p
 }
 
+/// A decoded object waiting for the objects before it (in-order delivery).
+struct Held {
+    count: u16,
+    object: Vec<u8>,
+    since: Instant,
+}
+
 struct Loop<'a> {
     s: &'a Shared,
+    /// Next seq to store; objects after a hole wait up to HOLD for it.
+    next: Option<u64>,
+    held: std::collections::BTreeMap<u64, Held>,
+    held_bytes: usize,
+    started: bool,
     keys: LinkKeys,
     ledger: Ledger,
     reasm: Reassembler,
@@ -289,7 +304,18 @@ struct Loop<'a> {
 
 impl<'a> Loop<'a> {
     fn new(s: &'a Shared, keys: LinkKeys, ledger: Ledger) -> Self {
-        Loop { s, keys, ledger, reasm: Reassembler::default(), counters: HashMap::new(), site_id: 0 }
+        Loop {
+            s,
+            next: None,
+            held: Default::default(),
+            held_bytes: 0,
+            started: false,
+            keys,
+            ledger,
+            reasm: Reassembler::default(),
+            counters: HashMap::new(),
+            site_id: 0,
+        }
     }
 
     fn run(mut self, socket: UdpSocket) {
@@ -332,6 +358,7 @@ impl<'a> Loop<'a> {
             self.s.c.incomplete_dropped.store(self.reasm.incomplete_dropped, Relaxed);
             self.s.c.blocks_repaired.store(self.reasm.blocks_repaired, Relaxed);
         }
+        self.release(Instant::now(), true);
         self.tick(Instant::now());
         self.save();
     }
@@ -351,8 +378,12 @@ impl<'a> Loop<'a> {
                     c.duplicate_packets.fetch_add(1, Relaxed);
                     return;
                 }
+                if !self.started {
+                    // Until the first delivery, the lowest seq seen is where order starts.
+                    self.next = Some(self.next.map_or(h.first_seq, |n| n.min(h.first_seq)));
+                }
                 match self.reasm.push(&h, data, now) {
-                    Ok(Some(object)) => self.deliver(object, h.frame_count),
+                    Ok(Some(object)) => self.hold(h.first_seq, h.frame_count, object, now),
                     Ok(None) => {}
                     Err(Push::Duplicate) => {
                         c.duplicate_packets.fetch_add(1, Relaxed);
@@ -382,6 +413,50 @@ impl<'a> Loop<'a> {
         self.site_id = ctl.site_id;
         let sent = ctl.ranges.iter().map(|r| r.1).max().unwrap_or(0).max(ctl.sent_below);
         self.ledger.on_control(sent, ctl.final_below, now);
+    }
+
+    /// Store objects in seq order: one after a hole waits up to HOLD (the
+    /// interleaving finishes small objects first; META must precede the DATA
+    /// that uses it), then goes ahead; a late object is stored when it comes.
+    fn hold(&mut self, first: u64, count: u16, object: Vec<u8>, now: Instant) {
+        self.started = true;
+        let next = *self.next.get_or_insert(first);
+        if first <= next {
+            self.deliver(object, count);
+            self.next = Some(next.max(first + count as u64));
+            self.release(now, false);
+            return;
+        }
+        self.held_bytes += object.len();
+        self.held.insert(first, Held { count, object, since: now });
+        self.release(now, false);
+    }
+
+    /// Deliver held objects that are next in line, waited long enough, or
+    /// exceed the memory cap (`all`: everything, on stop).
+    fn release(&mut self, now: Instant, all: bool) {
+        // Everything up to the newest object that has waited long enough goes.
+        let force_upto = if all {
+            u64::MAX
+        } else {
+            self.held
+                .iter()
+                .filter(|(_, h)| now.saturating_duration_since(h.since) >= HOLD)
+                .map(|(&k, _)| k)
+                .max()
+                .unwrap_or(0)
+        };
+        while let Some((&first, _)) = self.held.iter().next() {
+            let next = self.next.unwrap_or(first);
+            let over = self.held_bytes > HOLD_BYTES;
+            if first > next && first > force_upto && !over {
+                break;
+            }
+            let h = self.held.remove(&first).expect("present");
+            self.held_bytes -= h.object.len();
+            self.deliver(h.object, h.count);
+            self.next = Some(next.max(first + h.count as u64));
+        }
     }
 
     /// Check the object's tag, then store each of its frames.
@@ -430,6 +505,7 @@ impl<'a> Loop<'a> {
     }
 
     fn tick(&mut self, now: Instant) {
+        self.release(now, false);
         let lost = self.ledger.tick(now);
         let c = &self.s.c;
         for l in &lost {

@@ -102,7 +102,8 @@ fn loopback_2000_frames_with_garbage() {
     let rs = rx.stats();
     assert_eq!((rs.frames_ok, rs.frames_bad, rs.lost), (2000, 0, 0), "{rs:?}");
     assert_eq!(rs.packets_bad, 500, "{rs:?}");
-    assert_all_landed(&s.ot, &s.it);
+    // No loss: the IT spool holds the frames in OT order, despite interleaving.
+    assert!(s.it.read(0, 5000).unwrap() == s.ot.read(0, 5000).unwrap(), "same frames, same order");
 }
 
 #[test]
@@ -111,7 +112,9 @@ fn restart_resends_nothing_twice_and_dedupes() {
     let rx = DiodeReceiver::start("127.0.0.1:0", s.it.clone(), 1500).unwrap();
     let addr = rx.local_addr().to_string();
     for i in 0..50u64 {
-        s.ot.append(Kind::Meta, 0, 0, &vec![i as u8; 5000]).unwrap();
+        // Tiny frames travel many to an object.
+        let len = if i % 2 == 0 { 5000 } else { (i % 3) as usize };
+        s.ot.append(Kind::Meta, 0, 0, &vec![i as u8; len]).unwrap();
     }
     s.ot.commit().unwrap();
     let tx = DiodeSender::start(s.ot.clone(), &addr, 0, 1500).unwrap();
@@ -124,7 +127,7 @@ fn restart_resends_nothing_twice_and_dedupes() {
     let tx = DiodeSender::start(s.ot.clone(), &addr, 0, 1500).unwrap();
     assert_ne!(tx.stats().link_session, first);
     wait_for("idle", Duration::from_secs(10), || tx.idle());
-    wait_for("duplicates", Duration::from_secs(10), || rx.stats().duplicate_packets > 100);
+    wait_for("duplicates", Duration::from_secs(10), || rx.stats().duplicate_packets > 20);
     drop(tx);
     rx.stop();
     assert_eq!(rx.stats().frames_ok, 50);
