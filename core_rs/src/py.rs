@@ -361,13 +361,17 @@ impl PyDiodeSender {
         interleave_s: f64,
     ) -> PyResult<Self> {
         let secs = |name: &str, v: f64| {
-            Duration::try_from_secs_f64(v)
-                .map_err(|_| PyValueError::new_err(format!("diode: {name} {v} is not a duration in seconds")))
+            Duration::try_from_secs_f64(v).map_err(|_| {
+                PyValueError::new_err(format!("diode: {name} {v} is not a duration in seconds"))
+            })
         };
         let mut opts = diode::SenderOptions::new(rate_bps, mtu);
         opts.repair_pct = repair_pct;
         if let Some(c) = carousel_s {
-            opts.carousel = c.iter().map(|&v| secs("carousel_s", v)).collect::<PyResult<_>>()?;
+            opts.carousel = c
+                .iter()
+                .map(|&v| secs("carousel_s", v))
+                .collect::<PyResult<_>>()?;
         }
         opts.heartbeat = secs("heartbeat_s", heartbeat_s)?;
         opts.manifest = secs("manifest_s", manifest_s)?;

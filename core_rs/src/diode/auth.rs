@@ -109,7 +109,9 @@ pub fn generate_key_file(path: &Path) -> Result<(), String> {
         opts.mode(0o600);
     }
     let where_ = path.display();
-    let mut f = opts.open(path).map_err(|e| format!("key file {where_}: {e}"))?;
+    let mut f = opts
+        .open(path)
+        .map_err(|e| format!("key file {where_}: {e}"))?;
     let written = f
         .write_all(format!("{hex}\n").as_bytes())
         .and_then(|_| f.sync_all());
@@ -142,7 +144,10 @@ mod tests {
         let bad = d.path().join("bad.key");
         fs::write(&bad, "abcd\n").unwrap();
         fs::set_permissions(&bad, fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(LinkKeys::load(&bad).err().unwrap().contains("64 hex digits"));
+        assert!(LinkKeys::load(&bad)
+            .err()
+            .unwrap()
+            .contains("64 hex digits"));
         assert!(tags_equal(b"abc", b"abc") && !tags_equal(b"abc", b"abd"));
     }
 }

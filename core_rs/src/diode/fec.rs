@@ -59,11 +59,13 @@ pub fn encode(
         let (s0, k) = layout.block(b);
         let e = match enc {
             Some(e) => {
-                e.reset(k, repair_total, layout.symbol).map_err(|e| e.to_string())?;
+                e.reset(k, repair_total, layout.symbol)
+                    .map_err(|e| e.to_string())?;
                 e
             }
             None => enc.insert(
-                ReedSolomonEncoder::new(k, repair_total, layout.symbol).map_err(|e| e.to_string())?,
+                ReedSolomonEncoder::new(k, repair_total, layout.symbol)
+                    .map_err(|e| e.to_string())?,
             ),
         };
         for i in 0..k {

@@ -165,7 +165,9 @@ impl Ledger {
     }
 
     pub fn save(&mut self) -> Result<(), String> {
-        let Some(path) = &self.path else { return Ok(()) };
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
         let mut s = format!(
             "{FORMAT}\nid {}\nsettled {}\nsent_below {}\nfinal_below {}\ngap_seq {}\nspool_lsn {}\n",
             self.id, self.settled, self.sent_below, self.final_below, self.gap_seq, self.spool_lsn
@@ -217,6 +219,13 @@ impl Ledger {
         self.pending.push_back((now, sent_below, final_below));
     }
 
+    /// True if a control packet's claims are due to be applied by `tick(now)`.
+    pub fn maturing(&self, now: Instant) -> bool {
+        self.pending
+            .front()
+            .is_some_and(|&(t, _, _)| now.saturating_duration_since(t) >= GRACE)
+    }
+
     /// Apply heartbeats older than the grace; returns newly lost ranges.
     pub fn tick(&mut self, now: Instant) -> Vec<Lost> {
         while let Some(&(t, sent, fin)) = self.pending.front() {
@@ -230,7 +239,9 @@ impl Ledger {
             self.sent_below = self.sent_below.max(sent);
             self.final_below = self.final_below.max(fin);
         }
-        let Some(base) = self.base else { return Vec::new() };
+        let Some(base) = self.base else {
+            return Vec::new();
+        };
         let upto = self.final_below.min(self.sent_below);
         let from = self.settled.max(base);
         if upto <= from {
@@ -238,7 +249,11 @@ impl Ledger {
         }
         let mut out = Vec::new();
         for (a, b) in self.received.holes(from, upto) {
-            let t_first = self.times.range(..a).next_back().map_or(i64::MIN, |(_, t)| t.1);
+            let t_first = self
+                .times
+                .range(..a)
+                .next_back()
+                .map_or(i64::MIN, |(_, t)| t.1);
             let t_last = self.times.range(b..).next().map_or(i64::MIN, |(_, t)| t.0);
             out.push(Lost {
                 gap_seq: self.gap_seq,
@@ -257,7 +272,9 @@ impl Ledger {
 
     /// Seq ranges [first, last] sent but not (yet) received.
     pub fn missing(&self) -> Vec<(u64, u64)> {
-        let Some(base) = self.base else { return Vec::new() };
+        let Some(base) = self.base else {
+            return Vec::new();
+        };
         self.received
             .holes(self.settled.max(base), self.sent_below)
             .into_iter()
@@ -319,8 +336,20 @@ mod tests {
         assert_eq!(
             lost,
             vec![
-                Lost { gap_seq: 0, seq_first: 13, seq_last: 14, t_first_ns: 1250, t_last_ns: 1500 },
-                Lost { gap_seq: 1, seq_first: 20, seq_last: 21, t_first_ns: 1550, t_last_ns: i64::MIN },
+                Lost {
+                    gap_seq: 0,
+                    seq_first: 13,
+                    seq_last: 14,
+                    t_first_ns: 1250,
+                    t_last_ns: 1500
+                },
+                Lost {
+                    gap_seq: 1,
+                    seq_first: 20,
+                    seq_last: 21,
+                    t_first_ns: 1550,
+                    t_last_ns: i64::MIN
+                },
             ]
         );
         assert!(l.missing().is_empty());

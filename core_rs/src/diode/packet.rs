@@ -134,7 +134,15 @@ pub fn write_symbol(h: &SymbolHeader, data: &[u8], keys: &LinkKeys, out: &mut Ve
 
 pub fn write_control(c: &Control, manifest: bool, keys: &LinkKeys, out: &mut Vec<u8>) {
     out.clear();
-    prefix(out, if manifest { TYPE_MANIFEST } else { TYPE_HEARTBEAT }, c.link_session);
+    prefix(
+        out,
+        if manifest {
+            TYPE_MANIFEST
+        } else {
+            TYPE_HEARTBEAT
+        },
+        c.link_session,
+    );
     out.extend_from_slice(&c.counter.to_le_bytes());
     out.extend_from_slice(&c.time_ns.to_le_bytes());
     out.extend_from_slice(&c.site_id.to_le_bytes());
@@ -148,7 +156,13 @@ pub fn write_control(c: &Control, manifest: bool, keys: &LinkKeys, out: &mut Vec
             out.extend_from_slice(&b.to_le_bytes());
         }
     } else {
-        for v in [c.durable, c.frames_sent, c.packets_sent, c.send_errors, c.rate_bps] {
+        for v in [
+            c.durable,
+            c.frames_sent,
+            c.packets_sent,
+            c.send_errors,
+            c.rate_bps,
+        ] {
             out.extend_from_slice(&v.to_le_bytes());
         }
     }
@@ -205,14 +219,22 @@ pub fn parse<'a>(buf: &'a [u8], keys: &LinkKeys) -> Result<Packet<'a>, PacketErr
             let len = h.object_len as usize;
             let n = h.frame_count as usize;
             if n == 0 || !(n * frame::HEADER_LEN + FRAME_TAG_LEN..=MAX_OBJECT_LEN).contains(&len) {
-                return bad(format!("object_len {len} at offset 20 for {n} frames out of range"));
+                return bad(format!(
+                    "object_len {len} at offset 20 for {n} frames out of range"
+                ));
             }
             let s = h.symbol_size as usize;
             if s == 0 || s % 2 != 0 || data.len() != s {
-                return bad(format!("symbol_size {s} at offset 24 vs {} data bytes", data.len()));
+                return bad(format!(
+                    "symbol_size {s} at offset 24 vs {} data bytes",
+                    data.len()
+                ));
             }
             if h.repair as usize > MAX_REPAIR {
-                return bad(format!("repair {} at offset 30 above {MAX_REPAIR}", h.repair));
+                return bad(format!(
+                    "repair {} at offset 30 above {MAX_REPAIR}",
+                    h.repair
+                ));
             }
             let l = Layout::new(len, s);
             if h.block as usize >= l.blocks {
@@ -220,7 +242,10 @@ pub fn parse<'a>(buf: &'a [u8], keys: &LinkKeys) -> Result<Packet<'a>, PacketErr
             }
             let (_, k) = l.block(h.block as usize);
             if h.esi as usize >= k + h.repair as usize {
-                return bad(format!("esi {} at offset 28 not below K {k} + repair {}", h.esi, h.repair));
+                return bad(format!(
+                    "esi {} at offset 28 not below K {k} + repair {}",
+                    h.esi, h.repair
+                ));
             }
             Ok(Packet::Symbol(h, data))
         }
@@ -230,7 +255,11 @@ pub fn parse<'a>(buf: &'a [u8], keys: &LinkKeys) -> Result<Packet<'a>, PacketErr
                 ..Control::default()
             };
             let manifest = ty == TYPE_MANIFEST;
-            let need = if manifest { MANIFEST_HEADER_LEN } else { HEARTBEAT_LEN - PACKET_TAG_LEN };
+            let need = if manifest {
+                MANIFEST_HEADER_LEN
+            } else {
+                HEARTBEAT_LEN - PACKET_TAG_LEN
+            };
             if body.len() < need {
                 return Err(PacketError::TooShort(buf.len()));
             }
@@ -319,7 +348,9 @@ mod tests {
         assert_eq!(parse(&out, &keys), Ok(Packet::Heartbeat(c.clone())));
         c.ranges = vec![(0, 10), (20, 100)];
         write_control(&c, true, &keys, &mut out);
-        let Ok(Packet::Manifest(m)) = parse(&out, &keys) else { panic!() };
+        let Ok(Packet::Manifest(m)) = parse(&out, &keys) else {
+            panic!()
+        };
         assert_eq!((m.ranges, m.final_below), (c.ranges, 90));
     }
 
@@ -376,7 +407,10 @@ mod tests {
                 frame_count,
             };
             write_symbol(&h, &vec![0u8; s as usize], &keys, &mut p);
-            assert!(matches!(parse(&p, &keys), Err(PacketError::BadShape(_))), "{h:?}");
+            assert!(
+                matches!(parse(&p, &keys), Err(PacketError::BadShape(_))),
+                "{h:?}"
+            );
         }
     }
 }

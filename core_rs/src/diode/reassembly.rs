@@ -95,7 +95,11 @@ impl Reassembler {
     }
 
     fn drop_oldest(&mut self) -> bool {
-        let oldest = self.partials.iter().min_by_key(|(_, p)| p.started).map(|(k, _)| *k);
+        let oldest = self
+            .partials
+            .iter()
+            .min_by_key(|(_, p)| p.started)
+            .map(|(k, _)| *k);
         match oldest {
             Some(k) => {
                 let p = self.partials.remove(&k).expect("key from the map");
@@ -126,10 +130,18 @@ impl Reassembler {
                 return Err(Push::NoMemory);
             }
             self.memory += need;
-            let blocks = (0..layout.blocks).map(|b| BlockDecoder::new(layout.block(b).1)).collect();
+            let blocks = (0..layout.blocks)
+                .map(|b| BlockDecoder::new(layout.block(b).1))
+                .collect();
             self.partials.insert(
                 key,
-                Partial { layout, buf: vec![0u8; need], blocks, blocks_done: 0, started: now },
+                Partial {
+                    layout,
+                    buf: vec![0u8; need],
+                    blocks,
+                    blocks_done: 0,
+                    started: now,
+                },
             );
         }
         let p = self.partials.get_mut(&key).expect("inserted above");

@@ -44,7 +44,11 @@ pub struct ReceiverOptions {
 
 impl ReceiverOptions {
     pub fn new(mtu: usize) -> Self {
-        ReceiverOptions { mtu, keys: LinkKeys::unauthenticated(), ledger: None }
+        ReceiverOptions {
+            mtu,
+            keys: LinkKeys::unauthenticated(),
+            ledger: None,
+        }
     }
 }
 
@@ -135,7 +139,11 @@ pub struct DiodeReceiver {
 impl DiodeReceiver {
     /// Bind `bind_addr` ("host:port"; port 0 picks one, see `local_addr`) and
     /// start with default options (no key, ledger in memory).
-    pub fn start(bind_addr: &str, spool: Arc<Spool>, mtu: usize) -> Result<DiodeReceiver, DiodeError> {
+    pub fn start(
+        bind_addr: &str,
+        spool: Arc<Spool>,
+        mtu: usize,
+    ) -> Result<DiodeReceiver, DiodeError> {
         Self::start_with(bind_addr, spool, ReceiverOptions::new(mtu))
     }
 
@@ -152,9 +160,10 @@ impl DiodeReceiver {
         };
         resync_ledger(&spool, &mut ledger)?;
         let socket = udp::receiver_socket(addr, RECV_BUFFER)?;
-        let local_addr = socket
-            .local_addr()
-            .map_err(|e| DiodeError::Io { context: "local_addr".into(), source: e })?;
+        let local_addr = socket.local_addr().map_err(|e| DiodeError::Io {
+            context: "local_addr".into(),
+            source: e,
+        })?;
         let shared = Arc::new(Shared {
             spool,
             stop: AtomicBool::new(false),
@@ -165,7 +174,10 @@ impl DiodeReceiver {
             std::thread::Builder::new()
                 .name(name.into())
                 .spawn(f)
-                .map_err(|e| DiodeError::Io { context: format!("spawn {name} thread"), source: e })
+                .map_err(|e| DiodeError::Io {
+                    context: format!("spawn {name} thread"),
+                    source: e,
+                })
         };
         let s1 = shared.clone();
         let keys = opts.keys.clone();
@@ -182,7 +194,11 @@ impl DiodeReceiver {
                 return Err(e);
             }
         };
-        Ok(DiodeReceiver { shared, local_addr, handles: Mutex::new(vec![recv, commit]) })
+        Ok(DiodeReceiver {
+            shared,
+            local_addr,
+            handles: Mutex::new(vec![recv, commit]),
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -216,14 +232,22 @@ impl DiodeReceiver {
 
     /// Seq ranges [first, last] the sender sent that have not arrived (yet).
     pub fn missing(&self) -> Vec<(u64, u64)> {
-        self.shared.missing.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.shared
+            .missing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Stop both threads; the commit thread commits once more on its way out.
     pub fn stop(&self) {
         self.shared.stop.store(true, Relaxed);
-        let handles: Vec<_> =
-            self.handles.lock().unwrap_or_else(|p| p.into_inner()).drain(..).collect();
+        let handles: Vec<_> = self
+            .handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
         for h in handles {
             let _ = h.join();
         }
@@ -340,7 +364,16 @@ impl<'a> Loop<'a> {
             }
             let n = match udp::recv_batch(&socket, &mut bufs, &mut lens) {
                 Ok(n) => n,
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue
+                }
                 Err(_) => {
                     // e.g. a stray ICMP error surfaced on the socket; keep listening.
                     std::thread::sleep(Duration::from_millis(1));
@@ -355,8 +388,14 @@ impl<'a> Loop<'a> {
                 self.handle(&buf[..lens[i]], now);
                 bufs[i] = buf;
             }
-            self.s.c.incomplete_dropped.store(self.reasm.incomplete_dropped, Relaxed);
-            self.s.c.blocks_repaired.store(self.reasm.blocks_repaired, Relaxed);
+            self.s
+                .c
+                .incomplete_dropped
+                .store(self.reasm.incomplete_dropped, Relaxed);
+            self.s
+                .c
+                .blocks_repaired
+                .store(self.reasm.blocks_repaired, Relaxed);
         }
         self.release(Instant::now(), true);
         self.tick(Instant::now());
@@ -411,7 +450,13 @@ impl<'a> Loop<'a> {
         c.heartbeats.fetch_add(1, Relaxed);
         c.last_heartbeat_ns.store(ctl.time_ns, Relaxed);
         self.site_id = ctl.site_id;
-        let sent = ctl.ranges.iter().map(|r| r.1).max().unwrap_or(0).max(ctl.sent_below);
+        let sent = ctl
+            .ranges
+            .iter()
+            .map(|r| r.1)
+            .max()
+            .unwrap_or(0)
+            .max(ctl.sent_below);
         self.ledger.on_control(sent, ctl.final_below, now);
     }
 
@@ -428,7 +473,14 @@ impl<'a> Loop<'a> {
             return;
         }
         self.held_bytes += object.len();
-        self.held.insert(first, Held { count, object, since: now });
+        self.held.insert(
+            first,
+            Held {
+                count,
+                object,
+                since: now,
+            },
+        );
         self.release(now, false);
     }
 
@@ -501,11 +553,14 @@ impl<'a> Loop<'a> {
                 return;
             }
         };
-        self.ledger.on_frame(header.seq, header.t_first_ns, header.t_last_ns);
+        self.ledger
+            .on_frame(header.seq, header.t_first_ns, header.t_last_ns);
     }
 
     fn tick(&mut self, now: Instant) {
-        self.release(now, false);
+        // Held objects are received: store them before the ledger judges loss.
+        let maturing = self.ledger.maturing(now);
+        self.release(now, maturing);
         let lost = self.ledger.tick(now);
         let c = &self.s.c;
         for l in &lost {
@@ -535,7 +590,8 @@ impl<'a> Loop<'a> {
             self.save(); // GAP frames durable before the ledger says they were written
         }
         let missing = self.ledger.missing();
-        c.missing.store(missing.iter().map(|(a, b)| b - a + 1).sum(), Relaxed);
+        c.missing
+            .store(missing.iter().map(|(a, b)| b - a + 1).sum(), Relaxed);
         c.sent_below.store(self.ledger.sent_below(), Relaxed);
         c.final_below.store(self.ledger.final_below(), Relaxed);
         *self.s.missing.lock().unwrap_or_else(|p| p.into_inner()) = missing;

@@ -34,7 +34,8 @@ pub struct Relay {
 impl Relay {
     pub fn start(target: SocketAddr, imp: Impairment) -> Relay {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
         let sock2 = socket2::Socket::from(sock);
         let _ = sock2.set_recv_buffer_size(32 << 20);
         let sock: UdpSocket = sock2.into();
@@ -45,8 +46,13 @@ impl Relay {
         let forwarded = Arc::new(AtomicU64::new(0));
         let dropped = Arc::new(AtomicU64::new(0));
         let recorded = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (st, bl, fw, dr, rec) =
-            (stop.clone(), blackout.clone(), forwarded.clone(), dropped.clone(), recorded.clone());
+        let (st, bl, fw, dr, rec) = (
+            stop.clone(),
+            blackout.clone(),
+            forwarded.clone(),
+            dropped.clone(),
+            recorded.clone(),
+        );
         let handle = std::thread::spawn(move || {
             let mut rng = Rng::new(imp.seed);
             let mut buf = vec![0u8; 65536];
@@ -84,7 +90,15 @@ impl Relay {
                 });
             }
         });
-        Relay { addr, stop, blackout_on: blackout, forwarded, dropped, recorded, handle: Some(handle) }
+        Relay {
+            addr,
+            stop,
+            blackout_on: blackout,
+            forwarded,
+            dropped,
+            recorded,
+            handle: Some(handle),
+        }
     }
 
     /// Drop everything for `d` (blocks the caller).

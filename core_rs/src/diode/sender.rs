@@ -69,7 +69,10 @@ impl SenderOptions {
             return Err(format!("repair_pct {} outside [0, 100]", self.repair_pct));
         }
         if self.carousel.len() > 8 {
-            return Err(format!("carousel has {} passes, at most 8", self.carousel.len()));
+            return Err(format!(
+                "carousel has {} passes, at most 8",
+                self.carousel.len()
+            ));
         }
         if self.heartbeat.is_zero() || self.manifest.is_zero() {
             return Err("heartbeat and manifest intervals must be positive".into());
@@ -188,8 +191,14 @@ impl DiodeSender {
         let handle = std::thread::Builder::new()
             .name("tidegate-sender".into())
             .spawn(move || Worker::new(&s, socket, opts).run())
-            .map_err(|e| DiodeError::Io { context: "spawn sender thread".into(), source: e })?;
-        Ok(DiodeSender { shared, handle: Mutex::new(Some(handle)) })
+            .map_err(|e| DiodeError::Io {
+                context: "spawn sender thread".into(),
+                source: e,
+            })?;
+        Ok(DiodeSender {
+            shared,
+            handle: Mutex::new(Some(handle)),
+        })
     }
 
     pub fn stats(&self) -> SenderStats {
@@ -221,7 +230,9 @@ impl DiodeSender {
         let handle = self.handle.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(h) = handle {
             let _ = h.join();
-            self.shared.spool.set_cursor(CURSOR, self.shared.cursor.load(Relaxed))?;
+            self.shared
+                .spool
+                .set_cursor(CURSOR, self.shared.cursor.load(Relaxed))?;
         }
         Ok(())
     }
@@ -339,9 +350,14 @@ impl<'a> Worker<'a> {
                     }
                     let now = Instant::now();
                     if let Some(q) = self.carousel.first_mut() {
-                        q.push_back(Due { at: now, first: end - frames.len() as u64, end });
+                        q.push_back(Due {
+                            at: now,
+                            first: end - frames.len() as u64,
+                            end,
+                        });
                     }
-                    self.history.push_back((now, end - frames.len() as u64, end));
+                    self.history
+                        .push_back((now, end - frames.len() as u64, end));
                 }
                 Ok(_) => {
                     if !self.carousel_step() && !self.sleep(IDLE_SLEEP) {
@@ -391,7 +407,12 @@ impl<'a> Worker<'a> {
             .unwrap_or(cursor)
             .min(cursor);
         self.s.final_below.store(fin, Relaxed);
-        let pending: u64 = self.carousel.iter().flatten().map(|d| d.end - d.first).sum();
+        let pending: u64 = self
+            .carousel
+            .iter()
+            .flatten()
+            .map(|d| d.end - d.first)
+            .sum();
         self.s.carousel_pending.store(pending, Relaxed);
         let horizon = Instant::now().checked_sub(MANIFEST_HISTORY);
         while let (Some(h), Some(&(t, _, _))) = (horizon, self.history.front()) {
@@ -406,8 +427,16 @@ impl<'a> Worker<'a> {
     fn carousel_step(&mut self) -> bool {
         let now = Instant::now();
         let due = (0..self.carousel.len())
-            .filter(|&p| self.carousel[p].front().is_some_and(|d| now >= d.at + self.opts.carousel[p]))
-            .min_by_key(|&p| self.carousel[p].front().map(|d| d.at + self.opts.carousel[p]));
+            .filter(|&p| {
+                self.carousel[p]
+                    .front()
+                    .is_some_and(|d| now >= d.at + self.opts.carousel[p])
+            })
+            .min_by_key(|&p| {
+                self.carousel[p]
+                    .front()
+                    .map(|d| d.at + self.opts.carousel[p])
+            });
         let Some(pass) = due else { return false };
         let d = self.carousel[pass].pop_front().expect("front exists");
         let frames = match self.s.spool.read(d.first, (d.end - d.first) as usize) {
@@ -418,7 +447,9 @@ impl<'a> Worker<'a> {
             }
         };
         if self.transmit(d.first, &frames, pass + 1) {
-            self.s.carousel_frames.fetch_add(frames.len() as u64, Relaxed);
+            self.s
+                .carousel_frames
+                .fetch_add(frames.len() as u64, Relaxed);
             if let Some(q) = self.carousel.get_mut(pass + 1) {
                 q.push_back(d);
             }
@@ -492,7 +523,14 @@ impl<'a> Worker<'a> {
             let r = self.repair.for_block(layout.block(0).1);
             let repair_total = (r * (pass + 1)).min(MAX_REPAIR);
             let first_recovery = repair_total - r.min(repair_total);
-            let rec = match fec::encode(&mut self.enc, &layout, &padded, repair_total, first_recovery, r) {
+            let rec = match fec::encode(
+                &mut self.enc,
+                &layout,
+                &padded,
+                repair_total,
+                first_recovery,
+                r,
+            ) {
                 Ok(rec) => rec,
                 Err(e) => {
                     self.report(format!("FEC encode: {e}"));
@@ -501,7 +539,13 @@ impl<'a> Worker<'a> {
             };
             for (b, recovery) in rec.into_iter().enumerate() {
                 let k = layout.block(b).1;
-                blocks.push(BlockTx { frame: objects.len(), block: b, k, recovery, next: 0 });
+                blocks.push(BlockTx {
+                    frame: objects.len(),
+                    block: b,
+                    k,
+                    recovery,
+                    next: 0,
+                });
             }
             objects.push(ObjectTx {
                 seq: first + start as u64,
@@ -558,7 +602,10 @@ impl<'a> Worker<'a> {
 
     /// Pace and send the first `n` packet buffers; heartbeats go out in between.
     fn flush(&mut self, n: usize) -> bool {
-        let wire: usize = self.pkt_bufs[..n].iter().map(|p| p.len() + packet::IP_UDP_OVERHEAD).sum();
+        let wire: usize = self.pkt_bufs[..n]
+            .iter()
+            .map(|p| p.len() + packet::IP_UDP_OVERHEAD)
+            .sum();
         let wait = self.bucket.take(wire, Instant::now());
         if !wait.is_zero() && !self.sleep(wait) {
             return false;
@@ -599,7 +646,9 @@ impl<'a> Worker<'a> {
             }
             retries += 1;
             if retries > 200 {
-                self.s.send_errors.fetch_add((pkts.len() - at) as u64, Relaxed);
+                self.s
+                    .send_errors
+                    .fetch_add((pkts.len() - at) as u64, Relaxed);
                 return;
             }
             std::thread::sleep(Duration::from_micros(100));
@@ -636,7 +685,10 @@ pub struct RepairRule {
 
 impl RepairRule {
     pub fn new(pct: f64) -> Self {
-        RepairRule { pct, cache: Vec::new() }
+        RepairRule {
+            pct,
+            cache: Vec::new(),
+        }
     }
 
     pub fn for_block(&mut self, k: usize) -> usize {
@@ -684,7 +736,11 @@ mod tests {
         let mut r = RepairRule::new(5.0);
         assert_eq!(r.for_block(1), 4); // 0.02^4 = 1.6e-7 is not enough
         assert_eq!(r.for_block(1000), 50);
-        assert!(r.for_block(100) > 5 && r.for_block(100) < 15, "{}", r.for_block(100));
+        assert!(
+            r.for_block(100) > 5 && r.for_block(100) < 15,
+            "{}",
+            r.for_block(100)
+        );
         assert_eq!(RepairRule::new(0.0).for_block(100), 0);
         assert!((binomial_tail(10, 0.5, 4) - 0.623046875).abs() < 1e-9);
     }

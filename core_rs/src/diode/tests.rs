@@ -39,13 +39,19 @@ fn sides() -> Sides {
     let ot = Arc::new(Spool::open(ot_dir.path(), 1, None, 4 << 20).unwrap());
     let it = Arc::new(Spool::open(it_dir.path(), 0, None, 4 << 20).unwrap());
     let p = it_dir.path().to_path_buf();
-    Sides { _dirs: (ot_dir, it_dir), ot, it, it_dir: p }
+    Sides {
+        _dirs: (ot_dir, it_dir),
+        ot,
+        it,
+        it_dir: p,
+    }
 }
 
 fn fill(ot: &Spool, rng: &mut Rng, from: u64, n: u64) {
     for i in from..from + n {
         let len = frame_size(rng, i);
-        ot.append(Kind::Data, i as i64, i as i64, &rng.bytes(len)).unwrap();
+        ot.append(Kind::Data, i as i64, i as i64, &rng.bytes(len))
+            .unwrap();
     }
     ot.commit().unwrap();
 }
@@ -62,14 +68,21 @@ fn assert_all_landed(ot: &Spool, it: &Spool) {
     got.sort_by_key(|f| frame::parse(f).unwrap().header.seq);
     assert_eq!(got.len(), sent.len(), "frames landed");
     for (g, s) in got.iter().zip(&sent) {
-        assert!(g == s, "IT frame seq {} differs", frame::parse(g).unwrap().header.seq);
+        assert!(
+            g == s,
+            "IT frame seq {} differs",
+            frame::parse(g).unwrap().header.seq
+        );
     }
 }
 
 fn opts(rate: u64, repair: f64, carousel: &[u64]) -> SenderOptions {
     let mut o = SenderOptions::new(rate, 1500);
     o.repair_pct = repair;
-    o.carousel = carousel.iter().map(|&ms| Duration::from_millis(ms)).collect();
+    o.carousel = carousel
+        .iter()
+        .map(|&ms| Duration::from_millis(ms))
+        .collect();
     o.heartbeat = Duration::from_millis(200);
     o
 }
@@ -94,16 +107,25 @@ fn loopback_2000_frames_with_garbage() {
     }
     fill(&s.ot, &mut rng, 1000, 1000); // appended while the sender runs
     wait_for("sender idle", Duration::from_secs(60), || tx.idle());
-    wait_for("receiver", Duration::from_secs(30), || rx.stats().frames_ok >= 2000);
+    wait_for("receiver", Duration::from_secs(30), || {
+        rx.stats().frames_ok >= 2000
+    });
     tx.stop().unwrap();
     assert_eq!(tx.stats().frames_sent, 2000);
     assert_eq!(s.ot.get_cursor(sender::CURSOR).unwrap(), 2000);
     rx.stop();
     let rs = rx.stats();
-    assert_eq!((rs.frames_ok, rs.frames_bad, rs.lost), (2000, 0, 0), "{rs:?}");
+    assert_eq!(
+        (rs.frames_ok, rs.frames_bad, rs.lost),
+        (2000, 0, 0),
+        "{rs:?}"
+    );
     assert_eq!(rs.packets_bad, 500, "{rs:?}");
     // No loss: the IT spool holds the frames in OT order, despite interleaving.
-    assert!(s.it.read(0, 5000).unwrap() == s.ot.read(0, 5000).unwrap(), "same frames, same order");
+    assert!(
+        s.it.read(0, 5000).unwrap() == s.ot.read(0, 5000).unwrap(),
+        "same frames, same order"
+    );
 }
 
 #[test]
@@ -119,7 +141,9 @@ fn restart_resends_nothing_twice_and_dedupes() {
     s.ot.commit().unwrap();
     let tx = DiodeSender::start(s.ot.clone(), &addr, 0, 1500).unwrap();
     wait_for("idle", Duration::from_secs(10), || tx.idle());
-    wait_for("frames", Duration::from_secs(10), || rx.stats().frames_ok == 50);
+    wait_for("frames", Duration::from_secs(10), || {
+        rx.stats().frames_ok == 50
+    });
     let first = tx.stats().link_session;
     tx.stop().unwrap();
     // Rewind the cursor: a new session resends 40 frames, all dropped as duplicates.
@@ -127,7 +151,9 @@ fn restart_resends_nothing_twice_and_dedupes() {
     let tx = DiodeSender::start(s.ot.clone(), &addr, 0, 1500).unwrap();
     assert_ne!(tx.stats().link_session, first);
     wait_for("idle", Duration::from_secs(10), || tx.idle());
-    wait_for("duplicates", Duration::from_secs(10), || rx.stats().duplicate_packets > 20);
+    wait_for("duplicates", Duration::from_secs(10), || {
+        rx.stats().duplicate_packets > 20
+    });
     drop(tx);
     rx.stop();
     assert_eq!(rx.stats().frames_ok, 50);
@@ -145,15 +171,23 @@ fn pacing_holds_the_rate() {
     ot.commit().unwrap();
     // ~420 KB + headers at 8 Mbit/s (1 MB/s): about 0.35 s after the first burst.
     let t0 = Instant::now();
-    let tx = DiodeSender::start(ot.clone(), &sink.local_addr().unwrap().to_string(), 8_000_000, 1500)
-        .unwrap();
+    let tx = DiodeSender::start(
+        ot.clone(),
+        &sink.local_addr().unwrap().to_string(),
+        8_000_000,
+        1500,
+    )
+    .unwrap();
     wait_for("idle", Duration::from_secs(10), || tx.idle());
     let dt = t0.elapsed().as_secs_f64();
     let st = tx.stats();
     let wire = st.bytes_sent + 28 * st.packets_sent;
     let burst = 64.0 * 1500.0;
     let expect = (wire as f64 - burst) / 1e6;
-    assert!(dt >= expect * 0.9, "sent {wire} bytes in {dt:.3}s, expected >= {expect:.3}s");
+    assert!(
+        dt >= expect * 0.9,
+        "sent {wire} bytes in {dt:.3}s, expected >= {expect:.3}s"
+    );
     assert!(dt < expect * 3.0 + 0.5, "too slow: {dt:.3}s");
 }
 
@@ -176,8 +210,12 @@ fn lossy_run(imp: Impairment, repair: f64, n: u64) -> (ReceiverStats, u64) {
     let relay = Relay::start(rx.local_addr(), imp);
     let mut rng = Rng::new(imp.seed);
     fill(&s.ot, &mut rng, 0, n);
-    let tx = DiodeSender::start_with(s.ot.clone(), &relay.addr.to_string(), opts(200_000_000, repair, &[]))
-        .unwrap();
+    let tx = DiodeSender::start_with(
+        s.ot.clone(),
+        &relay.addr.to_string(),
+        opts(200_000_000, repair, &[]),
+    )
+    .unwrap();
     wait_for("sender idle", Duration::from_secs(60), || tx.idle());
     wait_for("all frames or named gaps", Duration::from_secs(20), || {
         let r = rx.stats();
@@ -186,12 +224,19 @@ fn lossy_run(imp: Impairment, repair: f64, n: u64) -> (ReceiverStats, u64) {
     drop(tx);
     rx.stop();
     assert_all_landed(&s.ot, &s.it);
-    (rx.stats(), relay.dropped.load(std::sync::atomic::Ordering::Relaxed))
+    (
+        rx.stats(),
+        relay.dropped.load(std::sync::atomic::Ordering::Relaxed),
+    )
 }
 
 #[test]
 fn zero_loss_at_2pct_drop_with_5pct_repair() {
-    let imp = Impairment { drop_ppm: 20_000, seed: 1, ..Default::default() };
+    let imp = Impairment {
+        drop_ppm: 20_000,
+        seed: 1,
+        ..Default::default()
+    };
     let (rs, dropped) = lossy_run(imp, 5.0, 1500);
     assert!(dropped > 100, "the relay dropped {dropped}");
     assert!(rs.blocks_repaired >= 3, "{rs:?}");
@@ -220,11 +265,17 @@ fn blackout_names_the_gap_then_the_carousel_fills_it() {
     ro.ledger = Some(s.it_dir.join("link.ledger"));
     let rx = DiodeReceiver::start_with("127.0.0.1:0", s.it.clone(), ro).unwrap();
     let relay = Relay::start(rx.local_addr(), Impairment::default());
-    let tx = DiodeSender::start_with(s.ot.clone(), &relay.addr.to_string(), opts(50_000_000, 5.0, &[3000]))
-        .unwrap();
+    let tx = DiodeSender::start_with(
+        s.ot.clone(),
+        &relay.addr.to_string(),
+        opts(50_000_000, 5.0, &[3000]),
+    )
+    .unwrap();
     let mut rng = Rng::new(3);
     fill(&s.ot, &mut rng, 0, 20);
-    wait_for("first frames", Duration::from_secs(10), || rx.stats().frames_ok == 20);
+    wait_for("first frames", Duration::from_secs(10), || {
+        rx.stats().frames_ok == 20
+    });
     // Frames sent during a 1 s blackout are lost on their first pass...
     let t = std::thread::spawn(move || {
         relay.blackout(Duration::from_secs(1));
@@ -235,12 +286,18 @@ fn blackout_names_the_gap_then_the_carousel_fills_it() {
     let relay = t.join().unwrap();
     let t_named = Instant::now();
     // ... named as missing within 2 s of the blackout's end ...
-    wait_for("gap named", Duration::from_secs(2), || rx.missing() == vec![(20, 39)]);
+    wait_for("gap named", Duration::from_secs(2), || {
+        rx.missing() == vec![(20, 39)]
+    });
     assert!(t_named.elapsed() < Duration::from_secs(2));
     assert_eq!(rx.stats().lost, 0, "the carousel still holds them");
     // ... and delivered by the carousel pass 3 s after the first.
-    wait_for("carousel", Duration::from_secs(10), || rx.stats().frames_ok == 40);
-    wait_for("final", Duration::from_secs(5), || tx.stats().carousel_pending == 0);
+    wait_for("carousel", Duration::from_secs(10), || {
+        rx.stats().frames_ok == 40
+    });
+    wait_for("final", Duration::from_secs(5), || {
+        tx.stats().carousel_pending == 0
+    });
     std::thread::sleep(Duration::from_millis(1500));
     assert!(rx.missing().is_empty());
     assert_eq!(rx.stats().gap_frames, 0);
@@ -254,30 +311,44 @@ fn loss_beyond_the_carousel_becomes_a_gap_frame() {
     let s = sides();
     let rx = DiodeReceiver::start("127.0.0.1:0", s.it.clone(), 1500).unwrap();
     let relay = Relay::start(rx.local_addr(), Impairment::default());
-    let tx = DiodeSender::start_with(s.ot.clone(), &relay.addr.to_string(), opts(50_000_000, 5.0, &[]))
-        .unwrap();
+    let tx = DiodeSender::start_with(
+        s.ot.clone(),
+        &relay.addr.to_string(),
+        opts(50_000_000, 5.0, &[]),
+    )
+    .unwrap();
     let mut rng = Rng::new(4);
     fill(&s.ot, &mut rng, 0, 10);
-    wait_for("first frames", Duration::from_secs(10), || rx.stats().frames_ok == 10);
-    relay.blackout_on.store(true, std::sync::atomic::Ordering::Relaxed);
+    wait_for("first frames", Duration::from_secs(10), || {
+        rx.stats().frames_ok == 10
+    });
+    relay
+        .blackout_on
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     for i in 10..15 {
-        s.ot.append(Kind::Data, 1000 + i, 2000 + i, b"lost").unwrap();
+        s.ot.append(Kind::Data, 1000 + i, 2000 + i, b"lost")
+            .unwrap();
     }
     s.ot.commit().unwrap();
     wait_for("sent", Duration::from_secs(5), || tx.idle());
     std::thread::sleep(Duration::from_millis(100));
-    relay.blackout_on.store(false, std::sync::atomic::Ordering::Relaxed);
+    relay
+        .blackout_on
+        .store(false, std::sync::atomic::Ordering::Relaxed);
     fill(&s.ot, &mut rng, 15, 5);
-    wait_for("gap frame", Duration::from_secs(5), || rx.stats().gap_frames == 1);
-    wait_for("rest", Duration::from_secs(5), || rx.stats().frames_ok == 15);
+    wait_for("gap frame", Duration::from_secs(5), || {
+        rx.stats().gap_frames == 1
+    });
+    wait_for("rest", Duration::from_secs(5), || {
+        rx.stats().frames_ok == 15
+    });
     rx.stop();
-    let gaps: Vec<Vec<u8>> = s
-        .it
-        .read(0, 100)
-        .unwrap()
-        .into_iter()
-        .filter(|f| frame::parse(f).unwrap().header.kind == Kind::Gap)
-        .collect();
+    let gaps: Vec<Vec<u8>> =
+        s.it.read(0, 100)
+            .unwrap()
+            .into_iter()
+            .filter(|f| frame::parse(f).unwrap().header.kind == Kind::Gap)
+            .collect();
     assert_eq!(gaps.len(), 1);
     let g = frame::parse(&gaps[0]).unwrap();
     let p = g.payload;
@@ -298,11 +369,17 @@ fn receiver_restart_mid_stream_loses_nothing() {
     };
     let rx = start_rx(0);
     let port = rx.local_addr().port();
-    let tx = DiodeSender::start_with(s.ot.clone(), &rx.local_addr().to_string(), opts(20_000_000, 5.0, &[2000]))
-        .unwrap();
+    let tx = DiodeSender::start_with(
+        s.ot.clone(),
+        &rx.local_addr().to_string(),
+        opts(20_000_000, 5.0, &[2000]),
+    )
+    .unwrap();
     let mut rng = Rng::new(5);
     fill(&s.ot, &mut rng, 0, 100);
-    wait_for("some frames", Duration::from_secs(10), || rx.stats().frames_ok > 10);
+    wait_for("some frames", Duration::from_secs(10), || {
+        rx.stats().frames_ok > 10
+    });
     rx.stop();
     drop(rx);
     std::thread::sleep(Duration::from_millis(500));
@@ -310,7 +387,9 @@ fn receiver_restart_mid_stream_loses_nothing() {
     wait_for("carousel fills the hole", Duration::from_secs(20), || {
         s.it.read(0, 1000).unwrap().len() >= 100
     });
-    wait_for("settled", Duration::from_secs(10), || tx.stats().carousel_pending == 0);
+    wait_for("settled", Duration::from_secs(10), || {
+        tx.stats().carousel_pending == 0
+    });
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(rx.stats().gap_frames, 0, "{:?}", rx.stats());
     drop(tx);
@@ -328,13 +407,18 @@ fn wrong_key_and_replays_are_counted_and_dropped() {
     let mut ro = ReceiverOptions::new(1500);
     ro.keys = LinkKeys::load(&key_a).unwrap();
     let rx = DiodeReceiver::start_with("127.0.0.1:0", s.it.clone(), ro).unwrap();
-    let imp = Impairment { record: true, ..Default::default() };
+    let imp = Impairment {
+        record: true,
+        ..Default::default()
+    };
     let relay = Relay::start(rx.local_addr(), imp);
     let mut o = opts(0, 5.0, &[]);
     o.keys = LinkKeys::load(&key_b).unwrap();
     let tx = DiodeSender::start_with(s.ot.clone(), &relay.addr.to_string(), o).unwrap();
     fill(&s.ot, &mut Rng::new(6), 0, 30);
-    wait_for("forged packets", Duration::from_secs(10), || rx.stats().packets_bad_tag > 50);
+    wait_for("forged packets", Duration::from_secs(10), || {
+        rx.stats().packets_bad_tag > 50
+    });
     tx.stop().unwrap();
     assert_eq!(rx.stats().frames_ok, 0);
     // The right key: everything lands; then replay every recorded packet.
@@ -343,7 +427,9 @@ fn wrong_key_and_replays_are_counted_and_dropped() {
     o.keys = LinkKeys::load(&key_a).unwrap();
     relay.recorded.lock().unwrap().clear();
     let tx = DiodeSender::start_with(s.ot.clone(), &relay.addr.to_string(), o).unwrap();
-    wait_for("frames", Duration::from_secs(10), || rx.stats().frames_ok == 30);
+    wait_for("frames", Duration::from_secs(10), || {
+        rx.stats().frames_ok == 30
+    });
     drop(tx);
     let before = rx.stats();
     let replay = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -353,7 +439,10 @@ fn wrong_key_and_replays_are_counted_and_dropped() {
     std::thread::sleep(Duration::from_millis(500));
     let after = rx.stats();
     assert_eq!(after.frames_ok, 30);
-    assert!(after.duplicate_packets > before.duplicate_packets, "{after:?}");
+    assert!(
+        after.duplicate_packets > before.duplicate_packets,
+        "{after:?}"
+    );
     assert!(after.replayed_controls > 0, "{after:?}");
     rx.stop();
     assert_all_landed(&s.ot, &s.it);

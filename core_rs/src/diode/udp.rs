@@ -23,7 +23,14 @@ pub fn size_buffer(sock: &Socket, bytes: usize, recv: bool, who: &str) {
     } else {
         (libc::SO_SNDBUF, libc::SO_SNDBUFFORCE, "net.core.wmem_max")
     };
-    let get = || if recv { sock.recv_buffer_size() } else { sock.send_buffer_size() }.unwrap_or(0);
+    let get = || {
+        if recv {
+            sock.recv_buffer_size()
+        } else {
+            sock.send_buffer_size()
+        }
+        .unwrap_or(0)
+    };
     let v = bytes.min(i32::MAX as usize) as libc::c_int;
     for o in [opt, force] {
         // SAFETY: a valid fd and a pointer/length to a live c_int.
@@ -51,11 +58,17 @@ pub fn size_buffer(sock: &Socket, bytes: usize, recv: bool, who: &str) {
 /// The sender's socket: connected to the target (no destination per packet,
 /// the kernel drops anything from elsewhere) and shut down for reading.
 pub fn sender_socket(target: SocketAddr, send_buffer: usize) -> Result<UdpSocket, DiodeError> {
-    let sock = Socket::new(Domain::for_address(target), Type::DGRAM, Some(Protocol::UDP))
-        .map_err(io_err("create UDP socket"))?;
+    let sock = Socket::new(
+        Domain::for_address(target),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )
+    .map_err(io_err("create UDP socket"))?;
     size_buffer(&sock, send_buffer, false, "sender");
-    sock.connect(&target.into()).map_err(io_err(format!("connect UDP socket to {target}")))?;
-    sock.shutdown(std::net::Shutdown::Read).map_err(io_err("shut the UDP socket for reading"))?;
+    sock.connect(&target.into())
+        .map_err(io_err(format!("connect UDP socket to {target}")))?;
+    sock.shutdown(std::net::Shutdown::Read)
+        .map_err(io_err("shut the UDP socket for reading"))?;
     Ok(sock.into())
 }
 
@@ -63,7 +76,8 @@ pub fn receiver_socket(addr: SocketAddr, recv_buffer: usize) -> Result<UdpSocket
     let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
         .map_err(io_err("create UDP socket"))?;
     size_buffer(&sock, recv_buffer, true, "receiver");
-    sock.bind(&addr.into()).map_err(io_err(format!("bind UDP {addr}")))?;
+    sock.bind(&addr.into())
+        .map_err(io_err(format!("bind UDP {addr}")))?;
     sock.set_read_timeout(Some(std::time::Duration::from_millis(100)))
         .map_err(io_err("set read timeout"))?;
     Ok(sock.into())
@@ -74,7 +88,10 @@ pub fn receiver_socket(addr: SocketAddr, recv_buffer: usize) -> Result<UdpSocket
 pub fn send_batch(sock: &UdpSocket, pkts: &[&[u8]]) -> (usize, Option<io::Error>) {
     let mut iov: Vec<libc::iovec> = pkts
         .iter()
-        .map(|p| libc::iovec { iov_base: p.as_ptr() as *mut _, iov_len: p.len() })
+        .map(|p| libc::iovec {
+            iov_base: p.as_ptr() as *mut _,
+            iov_len: p.len(),
+        })
         .collect();
     // SAFETY: zeroed mmsghdr is valid (null name, no control).
     let mut msgs: Vec<libc::mmsghdr> = iov
@@ -104,7 +121,10 @@ pub fn send_batch(sock: &UdpSocket, pkts: &[&[u8]]) -> (usize, Option<io::Error>
 pub fn recv_batch(sock: &UdpSocket, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> io::Result<usize> {
     let mut iov: Vec<libc::iovec> = bufs
         .iter_mut()
-        .map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() })
+        .map(|b| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: b.len(),
+        })
         .collect();
     let mut msgs: Vec<libc::mmsghdr> = iov
         .iter_mut()
@@ -131,7 +151,11 @@ pub fn recv_batch(sock: &UdpSocket, bufs: &mut [Vec<u8>], lens: &mut [usize]) ->
     }
     for (i, m) in msgs.iter().take(r as usize).enumerate() {
         // A datagram larger than the buffer is truncated: mark it so it fails parsing.
-        lens[i] = if m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 { 0 } else { m.msg_len as usize };
+        lens[i] = if m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+            0
+        } else {
+            m.msg_len as usize
+        };
     }
     Ok(r as usize)
 }
