@@ -189,7 +189,7 @@ mod tests {
             let mut enc = None;
             let rec = encode(&mut enc, &l, &padded, r, 0, r).unwrap();
             let mut out = vec![0u8; padded.len()];
-            for b in 0..l.blocks {
+            for (b, rec_b) in rec.iter().enumerate() {
                 let (s0, k) = l.block(b);
                 let buf = &mut out[s0 * s..(s0 + k) * s];
                 let mut d = BlockDecoder::new(k);
@@ -202,7 +202,7 @@ mod tests {
                     let at = (s0 + i) * s;
                     assert!(d.add(i, &padded[at..at + s], buf));
                 }
-                for (j, sym) in rec[b].iter().enumerate() {
+                for (j, sym) in rec_b.iter().enumerate() {
                     assert!(d.add(k + j, sym, buf));
                     assert!(!d.add(k + j, sym, buf), "duplicate");
                 }

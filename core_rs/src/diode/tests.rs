@@ -224,10 +224,12 @@ fn lossy_run(imp: Impairment, repair: f64, n: u64) -> (ReceiverStats, u64) {
     drop(tx);
     rx.stop();
     assert_all_landed(&s.ot, &s.it);
-    (
-        rx.stats(),
-        relay.dropped.load(std::sync::atomic::Ordering::Relaxed),
-    )
+    let relaxed = std::sync::atomic::Ordering::Relaxed;
+    assert!(
+        relay.forwarded.load(relaxed) > 1000,
+        "the relay carried the link"
+    );
+    (rx.stats(), relay.dropped.load(relaxed))
 }
 
 #[test]
