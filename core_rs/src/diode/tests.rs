@@ -449,3 +449,23 @@ fn wrong_key_and_replays_are_counted_and_dropped() {
     rx.stop();
     assert_all_landed(&s.ot, &s.it);
 }
+
+#[test]
+fn jumbo_mtu_symbols_fill_the_datagram() {
+    let s = sides();
+    let rx = DiodeReceiver::start("127.0.0.1:0", s.it.clone(), 9000).unwrap();
+    let mut o = opts(0, 5.0, &[]);
+    o.mtu = 9000;
+    let tx = DiodeSender::start_with(s.ot.clone(), &rx.local_addr().to_string(), o).unwrap();
+    fill(&s.ot, &mut Rng::new(8), 0, 200);
+    wait_for("frames", Duration::from_secs(20), || {
+        rx.stats().frames_ok == 200
+    });
+    let st = tx.stats();
+    // Full packets are 9000 - 28 bytes: symbols of 8928 plus 44 bytes of header and tag.
+    assert_eq!(packet::symbol_size(9000), 8928);
+    assert!(st.bytes_sent / st.packets_sent > 4000, "{st:?}");
+    drop(tx);
+    rx.stop();
+    assert_all_landed(&s.ot, &s.it);
+}
