@@ -118,6 +118,11 @@ def _toml_str(s: str) -> str:
 
 def write_configs(state: Path, endpoint: str, udp_port: int, tags: list[Any],
                   datasets_url: str | None = None, s3_endpoint: str | None = None) -> tuple[Path, Path]:
+    from edge import _core
+
+    key = state / "link.key"  # the demo's link is authenticated like a real one
+    if not key.exists():
+        _core.keygen(key)
     agent = state / "agent.toml"
     lines = [
         "# Written by `tidegate demo`: the simulator's every tag, one source.",
@@ -125,7 +130,8 @@ def write_configs(state: Path, endpoint: str, udp_port: int, tags: list[Any],
         "[agent]", f"status_socket = {_toml_str(str(state / 'agent.sock'))}",
         "flush_interval_ms = 1000", "",
         "[spool]", f"path = {_toml_str(str(state / 'ot-spool'))}", "",
-        "[link]", f'target = "127.0.0.1:{udp_port}"', "rate_mbit = 50", "mtu = 1500", "",
+        "[link]", f'target = "127.0.0.1:{udp_port}"', "rate_mbit = 50", "mtu = 1500",
+        f"key_file = {_toml_str(str(key))}", "",
         "[[sources]]", 'name = "sim"', f"endpoint = {_toml_str(endpoint)}",
         f"publishing_interval_ms = {PUBLISHING_INTERVAL_MS}", "",
     ]
@@ -139,7 +145,7 @@ def write_configs(state: Path, endpoint: str, udp_port: int, tags: list[Any],
         "[receiver]", f'bind = "127.0.0.1:{udp_port}"',
         f"spool = {_toml_str(str(state / 'it-spool'))}",
         f"datasets = {_toml_str(datasets_url or str(state / 'datasets'))}",
-        "batch_seconds = 3600", "",
+        "batch_seconds = 3600", f"key_file = {_toml_str(str(key))}", "",
         *(["[receiver.s3]", f"endpoint = {_toml_str(s3_endpoint)}", ""] if s3_endpoint else []),
     ]))
     return agent, receiver

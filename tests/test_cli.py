@@ -11,7 +11,7 @@ import pytest
 
 from edge.cli import NOT_BUILT
 
-COMMANDS = ["demo", "run", "receive", "tui", "browse", "check", "datasets", "sim", *NOT_BUILT]
+COMMANDS = ["demo", "run", "receive", "tui", "browse", "check", "datasets", "sim", "keygen", *NOT_BUILT]
 
 
 def tidegate(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
