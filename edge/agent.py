@@ -1,5 +1,5 @@
 """The OT-side agent: OPC UA sessions -> column batches -> DATA frames in the
-Rust spool -> the diode sender; plus META, HEARTBEAT and EVENT frames and the
+Rust spool -> the diode sender; plus META and EVENT frames and the
 local status socket the TUI reads.
 
 One asyncio loop runs the sessions, the flush loop and the status socket; the
@@ -35,7 +35,6 @@ from edge.status import StatusServer
 # Bytes a sample takes uncompressed: source time, server time, value, status.
 RAW_SAMPLE_BYTES = 8 + 8 + 8 + 4
 META_EVERY_S = 60.0
-HEARTBEAT_EVERY_S = 1.0
 DRAIN_TIMEOUT_S = 30.0
 
 
@@ -53,7 +52,9 @@ class Agent:
         self.config_version = config_version(cfg)
         self.spool = open_agent_spool(cfg.spool, cfg.site.id)
         self.sender = _core.DiodeSender(self.spool, cfg.link.target,
-                                        int(cfg.link.rate_mbit * 1_000_000), cfg.link.mtu)
+                                        int(cfg.link.rate_mbit * 1_000_000), cfg.link.mtu,
+                                        key_file=cfg.link.key_file, repair_pct=cfg.link.repair_pct,
+                                        carousel_s=list(cfg.link.carousel_s))
         self.sessions = [self._make_session(src) for src in cfg.sources]
         self._session_tasks: dict[str, asyncio.Task[None]] = {}
         self.control = Control(self)
@@ -63,7 +64,7 @@ class Agent:
         self.reducer = Reducer()
         self._kinds = codec_kinds([])
         self.counters = {"values": 0, "values_reduced": 0, "data_frames": 0, "data_payload_bytes": 0,
-                         "meta_frames": 0, "heartbeat_frames": 0, "event_frames": 0, "gap_frames": 0}
+                         "meta_frames": 0, "event_frames": 0, "gap_frames": 0}
         # ack after durable: sessions wait in durable() until a commit covers their samples
         self._durable_values = 0  # collector.values_total covered by the last commit
         self._committed = asyncio.Event()  # set (and replaced) after each flush
@@ -185,17 +186,10 @@ class Agent:
         self.counters["data_frames"] += 1
         self.counters["data_payload_bytes"] += len(payload)
 
-    def _append_heartbeat(self) -> None:
-        now = time.time_ns()
-        self.spool.append(_core.FRAME_HEARTBEAT, now, now, pack({
-            "time_ns": now, "spool": self.spool.stats(), "link": self.sender.stats(),
-            "values_total": self.counters["values"] + self.collector.pending(),
-        }))
-        self.counters["heartbeat_frames"] += 1
-
     async def _flush_loop(self, stop: asyncio.Event) -> None:
+        # Sender health goes out as link HEARTBEAT packets from the Rust sender
+        # (every second, even while the spool backlog drains), not as spool frames.
         interval = self.cfg.agent.flush_interval_ms / 1000
-        next_hb = time.monotonic()
         next_flush = time.monotonic() + interval
         while not stop.is_set():
             # until the flush interval is up, a session waits for durability, or stop
@@ -208,9 +202,6 @@ class Agent:
             if time.monotonic() >= next_flush:
                 next_flush = time.monotonic() + interval
             systemd.watchdog()
-            if time.monotonic() >= next_hb:
-                self._append_heartbeat()
-                next_hb += HEARTBEAT_EVERY_S
             await self.flush()
 
     def resend(self, **rng: int) -> dict[str, Any]:

@@ -19,12 +19,6 @@ if TYPE_CHECKING:
     from edge.datasets.storage import Storage
 
 EXIT_USAGE = 2
-EXIT_NOT_BUILT = 3
-
-# Subcommands that later issues build; they say so instead of pretending.
-NOT_BUILT = {
-    "keygen": ("create the diode link's authentication keys", 6),
-}
 
 
 class UsageError(Exception):
@@ -258,14 +252,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _not_built(name: str) -> Callable[[argparse.Namespace], int]:
-    what, issue = NOT_BUILT[name]
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    from edge import _core
 
-    def handler(_: argparse.Namespace) -> int:
-        print(f"tidegate {name}: not built yet ({what}; issue {issue})", file=sys.stderr)
-        return EXIT_NOT_BUILT
-
-    return handler
+    try:
+        _core.keygen(args.path)
+    except OSError as e:
+        raise UsageError(str(e)) from None
+    print(f"wrote {args.path} (mode 0600). Copy it to both ends of the link over a trusted path and set "
+          f"[link] key_file (agent) and [receiver] key_file (receiver).", file=sys.stderr)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -364,10 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--list", action="store_true", help="list the stages and exit")
     bn.add_argument("--keep-work", action="store_true", help="keep the scratch directory (spools, logs, zarr)")
     bn.set_defaults(func=_cmd_bench)
+    k = sub.add_parser("keygen", help="create the diode link's authentication key file")
+    k.add_argument("path", metavar="PATH", help="key file to create (refuses to overwrite)")
+    k.set_defaults(func=_cmd_keygen)
 
-    for name, (what, _) in NOT_BUILT.items():
-        sp = sub.add_parser(name, help=f"{what} (not built yet)")
-        sp.set_defaults(func=_not_built(name))
     return p
 
 

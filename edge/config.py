@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -78,6 +79,9 @@ class LinkConfig:
     target: str  # "host:port"
     rate_mbit: float = 100.0
     mtu: int = 1500
+    key_file: Path | None = None  # from `tidegate keygen`; None: integrity only, no authentication
+    repair_pct: float = 5.0  # FEC recovery symbols per block, % of its source symbols
+    carousel_s: tuple[float, ...] = (30.0, 600.0, 3600.0)  # re-send delays after the first send
 
 
 @dataclass(frozen=True)
@@ -186,6 +190,7 @@ class ReceiverSection:
     # long, and the spool may hold at most this many MiB.
     spool_retain_seconds: int = 0
     spool_max_mb: int = 0
+    key_file: Path | None = None  # the same key file as the agent's [link] key_file
 
 
 @dataclass(frozen=True)
@@ -530,6 +535,34 @@ def _spool_max_mb(t: _Table, key: str, default: int, segment_mb: int) -> int:
     return v
 
 
+def _key_file(t: _Table) -> Path | None:
+    """A link key file must exist and be readable by its owner only (it authenticates the link)."""
+    p = t.path_("key_file")
+    if p is None:
+        return None
+    try:
+        st = p.stat()
+    except OSError as e:
+        raise t.error("key_file", f"cannot read {str(p)!r}: {e.strerror} (create it with `tidegate keygen`)") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise t.error("key_file", f"{str(p)!r} is not a regular file")
+    if st.st_mode & 0o077:
+        raise t.error("key_file", f"{str(p)!r} has permissions {st.st_mode & 0o777:04o}, too open; run chmod 600")
+    return p
+
+
+def _carousel(t: _Table) -> tuple[float, ...]:
+    v = t._get("carousel_s", False)
+    if v is None:
+        return LinkConfig.carousel_s
+    if not isinstance(v, list) or len(v) > 8 or \
+            any(isinstance(x, bool) or not isinstance(x, int | float) or x <= 0 for x in v):
+        raise t.error("carousel_s", f"must be a list of at most 8 positive numbers of seconds, got {v!r}")
+    if any(b <= a for a, b in zip(v, v[1:])):
+        raise t.error("carousel_s", f"must be increasing, got {v!r}")
+    return tuple(float(x) for x in v)
+
+
 def _agent(root: _Table) -> AgentConfig:
     ctx = root.ctx
     site_t = root.table("site")
@@ -560,7 +593,10 @@ def _agent(root: _Table) -> AgentConfig:
     link_t = root.table("link")
     link = LinkConfig(target=link_t.req_str("target", _check_host_port),
                       rate_mbit=link_t.float_("rate_mbit", 100.0, 0.0, 100_000.0),
-                      mtu=link_t.req_int("mtu", 1500, 576, 65_000))
+                      mtu=link_t.req_int("mtu", 1500, 576, 65_000),
+                      key_file=_key_file(link_t),
+                      repair_pct=link_t.float_("repair_pct", 5.0, 0.0, 100.0),
+                      carousel_s=_carousel(link_t))
     link_t.done()
 
     sources: list[SourceConfig] = []
@@ -661,7 +697,8 @@ def _receiver(root: _Table) -> ReceiverConfig:
                          lateness_seconds=rt.float_("lateness_seconds", 60.0, 0.0, 86_400.0),
                          status_socket=rt.path_("status_socket"), s3=s3,
                          spool_retain_seconds=rt.req_int("spool_retain_seconds", 0, 0, _YEARS_10),
-                         spool_max_mb=_spool_max_mb(rt, "spool_max_mb", 0, 16))
+                         spool_max_mb=_spool_max_mb(rt, "spool_max_mb", 0, 16),
+                         key_file=_key_file(rt))
     rt.done()
     root.done()
     return ReceiverConfig(site=site, receiver=rx, origin=ctx.origin)

@@ -120,6 +120,11 @@ def write_configs(state: Path, endpoint: str, udp_port: int, tags: list[Any],
                   datasets_url: str | None = None, s3_endpoint: str | None = None, *,
                   memory_max_mb: int = 0, batch_seconds: int = 3600,
                   lateness_seconds: float | None = None) -> tuple[Path, Path]:
+    from edge import _core
+
+    key = state / "link.key"  # the demo's link is authenticated like a real one
+    if not key.exists():
+        _core.keygen(key)
     agent = state / "agent.toml"
     lines = [
         "# Written by `tidegate demo`: the simulator's every tag, one source.",
@@ -127,7 +132,8 @@ def write_configs(state: Path, endpoint: str, udp_port: int, tags: list[Any],
         "[agent]", f"status_socket = {_toml_str(str(state / 'agent.sock'))}",
         "flush_interval_ms = 1000", f"memory_max_mb = {memory_max_mb}", "",
         "[spool]", f"path = {_toml_str(str(state / 'ot-spool'))}", "",
-        "[link]", f'target = "127.0.0.1:{udp_port}"', "rate_mbit = 50", "mtu = 1500", "",
+        "[link]", f'target = "127.0.0.1:{udp_port}"', "rate_mbit = 50", "mtu = 1500",
+        f"key_file = {_toml_str(str(key))}", "",
         "[[sources]]", 'name = "sim"', f"endpoint = {_toml_str(endpoint)}",
         f"publishing_interval_ms = {PUBLISHING_INTERVAL_MS}", "",
     ]
@@ -141,7 +147,7 @@ def write_configs(state: Path, endpoint: str, udp_port: int, tags: list[Any],
         "[receiver]", f'bind = "127.0.0.1:{udp_port}"',
         f"spool = {_toml_str(str(state / 'it-spool'))}",
         f"datasets = {_toml_str(datasets_url or str(state / 'datasets'))}",
-        f"batch_seconds = {batch_seconds}",
+        f"batch_seconds = {batch_seconds}", f"key_file = {_toml_str(str(key))}",
         *([] if lateness_seconds is None else [f"lateness_seconds = {lateness_seconds}"]), "",
         *(["[receiver.s3]", f"endpoint = {_toml_str(s3_endpoint)}", ""] if s3_endpoint else []),
     ]))

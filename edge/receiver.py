@@ -42,7 +42,9 @@ class Receiver:
                                     lateness_seconds=cfg.receiver.lateness_seconds,
                                     storage_options=cfg.receiver.s3.storage_options(),
                                     owner=f"{socket.gethostname()}:{Path(cfg.receiver.spool).resolve()}")
-        self.link = _core.DiodeReceiver(cfg.receiver.bind, self.spool)
+        # The gap ledger lives with the IT spool it describes.
+        self.link = _core.DiodeReceiver(cfg.receiver.bind, self.spool, key_file=cfg.receiver.key_file,
+                                        ledger=cfg.receiver.spool / "link.ledger")
         self.counters = {"frames": 0, "data_frames": 0, "values": 0, "meta_frames": 0,
                          "gap_frames": 0, "heartbeat_frames": 0, "event_frames": 0,
                          "bad_payloads": 0, "seq_missing": 0, "publish_errors": 0}
@@ -73,8 +75,9 @@ class Receiver:
         self.writer.set_catalog(meta.tags, meta.config_version)
 
     def _track_seq(self, f: _core.Frame) -> None:
-        # Frames of one spool carry consecutive seqs; a hole is a frame lost on
-        # the link (issue 6 adds FEC and the MANIFEST that names exact gaps).
+        # Frames of one spool carry consecutive seqs; a hole is a frame not (yet)
+        # stored. The link's gap ledger names exact gaps and writes GAP frames
+        # for seqs lost for good (handled below like any GAP frame).
         expected = self._expected_seq.get(f.session_id)
         if expected is not None and f.seq > expected:
             self.counters["seq_missing"] += f.seq - expected

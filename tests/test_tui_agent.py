@@ -86,7 +86,7 @@ async def test_every_screen_shows_the_real_agent() -> None:
 
             await pilot.press("4")
             await wait_for(pilot, lambda: isinstance(app.screen, SpoolScreen)
-                           and "heartbeat frames" in screen_text(app), what="spool")
+                           and "heartbeats" in screen_text(app), what="spool")
             assert "frames sent" in screen_text(app) and "durable lsn" in screen_text(app)
 
             await pilot.press("5")

@@ -90,7 +90,8 @@ class History:
         self._add("spool_bytes", spool.get("bytes"))
         self._add("backlog", link.get("backlog"))
         self._add("values_per_s", (snap.get("rates") or {}).get("values_per_s"))
-        hb = (snap.get("counters") or {}).get("heartbeat_frames")
+        # The sender's link HEARTBEAT count (older agents: their spooled HEARTBEAT frames).
+        hb = link.get("heartbeats", (snap.get("counters") or {}).get("heartbeat_frames"))
         if isinstance(hb, int) and hb != self._hb_count:
             self._hb_count = hb
             self.heartbeat_ns = now

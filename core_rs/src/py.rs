@@ -535,24 +535,67 @@ pub struct PyDiodeSender {
 #[pymethods]
 impl PyDiodeSender {
     #[new]
-    #[pyo3(signature = (spool, target, rate_bps, mtu=1500))]
+    #[pyo3(signature = (spool, target, rate_bps, mtu=1500, *, key_file=None, repair_pct=5.0,
+                        carousel_s=None, heartbeat_s=1.0, manifest_s=60.0,
+                        interleave_s=1.0))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         spool: &PySpool,
         target: &str,
         rate_bps: u64,
         mtu: usize,
+        key_file: Option<PathBuf>,
+        repair_pct: f64,
+        carousel_s: Option<Vec<f64>>,
+        heartbeat_s: f64,
+        manifest_s: f64,
+        interleave_s: f64,
     ) -> PyResult<Self> {
+        let secs = |name: &str, v: f64| {
+            Duration::try_from_secs_f64(v).map_err(|_| {
+                PyValueError::new_err(format!("diode: {name} {v} is not a duration in seconds"))
+            })
+        };
+        let mut opts = diode::SenderOptions::new(rate_bps, mtu);
+        opts.repair_pct = repair_pct;
+        if let Some(c) = carousel_s {
+            opts.carousel = c
+                .iter()
+                .map(|&v| secs("carousel_s", v))
+                .collect::<PyResult<_>>()?;
+        }
+        opts.heartbeat = secs("heartbeat_s", heartbeat_s)?;
+        opts.manifest = secs("manifest_s", manifest_s)?;
+        opts.interleave = secs("interleave_s", interleave_s)?;
+        if let Some(k) = key_file {
+            opts.keys = diode::LinkKeys::load(&k).map_err(PyValueError::new_err)?;
+        }
         let sp = spool.inner.clone();
         let inner = py
-            .detach(|| diode::DiodeSender::start(sp, target, rate_bps, mtu))
+            .detach(|| diode::DiodeSender::start_with(sp, target, opts))
             .map_err(diode_err)?;
         Ok(PyDiodeSender { inner })
     }
 
-    #[pyo3(signature = (spool, target, rate_bps, mtu=1500))]
-    #[allow(unused_variables)]
-    fn __init__(&self, spool: &PySpool, target: &str, rate_bps: u64, mtu: usize) {}
+    #[pyo3(signature = (spool, target, rate_bps, mtu=1500, *, key_file=None, repair_pct=5.0,
+                        carousel_s=None, heartbeat_s=1.0, manifest_s=60.0,
+                        interleave_s=1.0))]
+    #[allow(unused_variables, clippy::too_many_arguments)]
+    fn __init__(
+        &self,
+        spool: &PySpool,
+        target: &str,
+        rate_bps: u64,
+        mtu: usize,
+        key_file: Option<PathBuf>,
+        repair_pct: f64,
+        carousel_s: Option<Vec<f64>>,
+        heartbeat_s: f64,
+        manifest_s: f64,
+        interleave_s: f64,
+    ) {
+    }
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         stats_dict(py, &self.inner.stats().items())
@@ -571,7 +614,7 @@ impl PyDiodeSender {
     }
 }
 
-/// Receives UDP fragments into a spool from background threads.
+/// Receives authenticated FEC packets into a spool from background threads.
 #[pyclass(module = "edge._core", name = "DiodeReceiver", frozen)]
 pub struct PyDiodeReceiver {
     inner: diode::DiodeReceiver,
@@ -580,18 +623,43 @@ pub struct PyDiodeReceiver {
 #[pymethods]
 impl PyDiodeReceiver {
     #[new]
-    #[pyo3(signature = (bind, spool, mtu=1500))]
-    fn new(py: Python<'_>, bind: &str, spool: &PySpool, mtu: usize) -> PyResult<Self> {
+    #[pyo3(signature = (bind, spool, mtu=1500, *, key_file=None, ledger=None))]
+    fn new(
+        py: Python<'_>,
+        bind: &str,
+        spool: &PySpool,
+        mtu: usize,
+        key_file: Option<PathBuf>,
+        ledger: Option<PathBuf>,
+    ) -> PyResult<Self> {
+        let mut opts = diode::ReceiverOptions::new(mtu);
+        if let Some(k) = key_file {
+            opts.keys = diode::LinkKeys::load(&k).map_err(PyValueError::new_err)?;
+        }
+        opts.ledger = ledger;
         let sp = spool.inner.clone();
         let inner = py
-            .detach(|| diode::DiodeReceiver::start(bind, sp, mtu))
+            .detach(|| diode::DiodeReceiver::start_with(bind, sp, opts))
             .map_err(diode_err)?;
         Ok(PyDiodeReceiver { inner })
     }
 
-    #[pyo3(signature = (bind, spool, mtu=1500))]
+    #[pyo3(signature = (bind, spool, mtu=1500, *, key_file=None, ledger=None))]
     #[allow(unused_variables)]
-    fn __init__(&self, bind: &str, spool: &PySpool, mtu: usize) {}
+    fn __init__(
+        &self,
+        bind: &str,
+        spool: &PySpool,
+        mtu: usize,
+        key_file: Option<PathBuf>,
+        ledger: Option<PathBuf>,
+    ) {
+    }
+
+    /// Seq ranges (first, last) sent but not received (yet).
+    fn missing(&self) -> Vec<(u64, u64)> {
+        self.inner.missing()
+    }
 
     #[getter]
     fn local_addr(&self) -> String {
@@ -605,6 +673,12 @@ impl PyDiodeReceiver {
     fn stop(&self, py: Python<'_>) {
         py.detach(|| self.inner.stop())
     }
+}
+
+/// Write a new random link key to `path` (mode 0600; an existing file is kept).
+#[pyfunction]
+fn keygen(path: PathBuf) -> PyResult<()> {
+    diode::auth::generate_key_file(&path).map_err(PyOSError::new_err)
 }
 
 #[pymodule]
@@ -630,6 +704,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(parse_frame, m)?)?;
     m.add_function(wrap_pyfunction!(encode_chunk, m)?)?;
     m.add_function(wrap_pyfunction!(decode_chunk, m)?)?;
+    m.add_function(wrap_pyfunction!(keygen, m)?)?;
     // pyo3 fills __all__; the stub (the contract) has none, so drop it.
     m.delattr("__all__")?;
     Ok(())

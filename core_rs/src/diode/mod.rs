@@ -1,4 +1,5 @@
-//! The one-way link: frames -> UDP fragments (sender) and back (receiver).
+//! The one-way link: frames -> authenticated FEC symbols in UDP packets
+//! (sender) and back (receiver).
 //! The sender never reads from its socket; the receiver never sends.
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -7,17 +8,24 @@ use thiserror::Error;
 
 use crate::spool::SpoolError;
 
+pub mod auth;
+pub mod fec;
+pub mod ledger;
 pub mod pacing;
 pub mod packet;
 pub mod reassembly;
 pub mod receiver;
 pub mod sender;
+pub mod udp;
 
+#[cfg(test)]
+mod relay;
 #[cfg(test)]
 mod tests;
 
-pub use receiver::{DiodeReceiver, ReceiverStats};
-pub use sender::{DiodeSender, SenderStats};
+pub use auth::LinkKeys;
+pub use receiver::{DiodeReceiver, ReceiverOptions, ReceiverStats};
+pub use sender::{DiodeSender, SenderOptions, SenderStats};
 
 #[derive(Debug, Error)]
 pub enum DiodeError {

@@ -1,36 +1,45 @@
-//! Reassembly of fragments into frames, keyed by (link_session, frame_seq).
+//! Reassembly of FEC symbols into objects (frame + tag), keyed by
+//! (link_session, first_seq, repair): the packets of one transmission.
 //!
-//! Memory is bounded: a partial frame reserves frame_len bytes, the total is
-//! capped (oldest partials are dropped first) and partials expire after a
-//! timeout. Recently completed keys are remembered so late duplicate
-//! fragments do not start a partial that could only expire.
+//! Memory is bounded: a partial object reserves its padded length, the total
+//! is capped (oldest partials dropped first) and partials expire after a
+//! timeout. Recently completed (link_session, first_seq) are remembered so
+//! late symbols do not start a partial that could only expire.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::packet::{fragment_range, Fragment};
+use super::fec::{BlockDecoder, Layout};
+use super::packet::SymbolHeader;
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MEMORY_CAP: usize = 256 << 20;
-const RECENT_KEYS: usize = 8192;
+const RECENT_KEYS: usize = 16384;
 
-type Key = (u64, u64);
+type Key = (u64, u64, u16);
 
 struct Partial {
-    frame_len: u32,
-    frag_count: u16,
+    layout: Layout,
     buf: Vec<u8>,
-    have: Vec<u64>,
-    received: u32,
+    blocks: Vec<BlockDecoder>,
+    blocks_done: usize,
     started: Instant,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+impl Partial {
+    fn reserved(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Push {
-    /// A fragment already held (or of a frame already completed).
+    /// A symbol already held, or of an object already completed.
     Duplicate,
-    /// Disagrees with earlier fragments of the same frame (frame_len or count).
-    Inconsistent,
+    /// Over the memory cap even after dropping every other partial.
+    NoMemory,
+    /// The code could not rebuild a block (cannot happen with honest packets).
+    Decode(String),
 }
 
 pub struct Reassembler {
@@ -38,10 +47,12 @@ pub struct Reassembler {
     memory: usize,
     memory_cap: usize,
     timeout: Duration,
-    recent: VecDeque<Key>,
-    recent_set: HashSet<Key>,
+    recent: VecDeque<(u64, u64)>,
+    recent_set: HashSet<(u64, u64)>,
     /// Partials dropped by timeout or the memory cap.
     pub incomplete_dropped: u64,
+    /// Blocks rebuilt with recovery symbols (some source symbols were lost).
+    pub blocks_repaired: u64,
 }
 
 impl Default for Reassembler {
@@ -60,6 +71,7 @@ impl Reassembler {
             recent: VecDeque::new(),
             recent_set: HashSet::new(),
             incomplete_dropped: 0,
+            blocks_repaired: 0,
         }
     }
 
@@ -71,7 +83,7 @@ impl Reassembler {
         self.partials.len()
     }
 
-    fn remember(&mut self, key: Key) {
+    fn remember(&mut self, key: (u64, u64)) {
         if self.recent_set.insert(key) {
             self.recent.push_back(key);
             if self.recent.len() > RECENT_KEYS {
@@ -91,7 +103,7 @@ impl Reassembler {
         match oldest {
             Some(k) => {
                 let p = self.partials.remove(&k).expect("key from the map");
-                self.memory -= p.frame_len as usize;
+                self.memory -= p.reserved();
                 self.incomplete_dropped += 1;
                 true
             }
@@ -99,58 +111,73 @@ impl Reassembler {
         }
     }
 
-    /// Add one parsed fragment; returns the whole frame when it completes.
-    pub fn push(&mut self, f: &Fragment<'_>, now: Instant) -> Result<Option<Vec<u8>>, Push> {
-        let h = &f.header;
-        let key = (h.link_session, h.frame_seq);
-        if self.recent_set.contains(&key) {
+    /// Add one verified symbol; returns the whole object when it completes.
+    pub fn push(
+        &mut self,
+        h: &SymbolHeader,
+        data: &[u8],
+        now: Instant,
+    ) -> Result<Option<Vec<u8>>, Push> {
+        if self.recent_set.contains(&(h.link_session, h.first_seq)) {
             return Err(Push::Duplicate);
         }
-        if h.frag_count == 1 {
-            self.remember(key);
-            return Ok(Some(f.data.to_vec()));
-        }
+        let key = (h.link_session, h.first_seq, h.repair);
         if !self.partials.contains_key(&key) {
-            let need = h.frame_len as usize;
+            let layout = Layout::new(h.object_len as usize, h.symbol_size as usize);
+            let need = layout.symbols * layout.symbol;
             while self.memory + need > self.memory_cap && self.drop_oldest() {}
             if self.memory + need > self.memory_cap {
-                return Err(Push::Inconsistent);
+                return Err(Push::NoMemory);
             }
             self.memory += need;
+            let blocks = (0..layout.blocks)
+                .map(|b| BlockDecoder::new(layout.block(b).1))
+                .collect();
             self.partials.insert(
                 key,
                 Partial {
-                    frame_len: h.frame_len,
-                    frag_count: h.frag_count,
+                    layout,
                     buf: vec![0u8; need],
-                    have: vec![0u64; (h.frag_count as usize).div_ceil(64)],
-                    received: 0,
+                    blocks,
+                    blocks_done: 0,
                     started: now,
                 },
             );
         }
         let p = self.partials.get_mut(&key).expect("inserted above");
-        if p.frame_len != h.frame_len || p.frag_count != h.frag_count {
-            return Err(Push::Inconsistent);
-        }
-        let (word, bit) = (h.frag_index as usize / 64, 1u64 << (h.frag_index % 64));
-        if p.have[word] & bit != 0 {
+        // Same key, another shape: a forged or buggy packet; the first shape wins.
+        if p.layout != Layout::new(h.object_len as usize, h.symbol_size as usize) {
             return Err(Push::Duplicate);
         }
-        p.have[word] |= bit;
-        p.received += 1;
-        let r = fragment_range(
-            h.frame_len as usize,
-            h.frag_count as usize,
-            h.frag_index as usize,
-        );
-        p.buf[r].copy_from_slice(f.data);
-        if p.received < p.frag_count as u32 {
+        let b = h.block as usize;
+        let (s0, k) = p.layout.block(b);
+        let s = p.layout.symbol;
+        let block_buf = &mut p.buf[s0 * s..(s0 + k) * s];
+        let dec = &mut p.blocks[b];
+        if !dec.add(h.esi as usize, data, block_buf) {
+            return Err(Push::Duplicate);
+        }
+        if !dec.ready() {
             return Ok(None);
         }
-        let p = self.partials.remove(&key).expect("present");
-        self.memory -= p.frame_len as usize;
-        self.remember(key);
+        let repaired = !dec.originals_complete();
+        if let Err(e) = dec.finish(h.repair as usize, block_buf) {
+            let p = self.partials.remove(&key).expect("present");
+            self.memory -= p.reserved();
+            self.incomplete_dropped += 1;
+            return Err(Push::Decode(e));
+        }
+        if repaired {
+            self.blocks_repaired += 1;
+        }
+        p.blocks_done += 1;
+        if p.blocks_done < p.layout.blocks {
+            return Ok(None);
+        }
+        let mut p = self.partials.remove(&key).expect("present");
+        self.memory -= p.reserved();
+        self.remember((h.link_session, h.first_seq));
+        p.buf.truncate(p.layout.object_len);
         Ok(Some(p.buf))
     }
 
@@ -162,7 +189,7 @@ impl Reassembler {
         self.partials.retain(|_, p| {
             let keep = now.saturating_duration_since(p.started) < timeout;
             if !keep {
-                freed += p.frame_len as usize;
+                freed += p.reserved();
             }
             keep
         });
@@ -170,85 +197,5 @@ impl Reassembler {
         let dropped = before - self.partials.len();
         self.incomplete_dropped += dropped as u64;
         dropped
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::packet::{self, parse};
-    use super::*;
-    use crate::testutil::Rng;
-
-    fn packets(session: u64, seq: u64, frame: &[u8], mtu: usize) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        let mut buf = Vec::new();
-        packet::packetize::<()>(session, seq, frame, mtu, &mut buf, |p| {
-            out.push(p.to_vec());
-            Ok(())
-        })
-        .unwrap();
-        out
-    }
-
-    #[test]
-    fn out_of_order_with_duplicates() {
-        let mut rng = Rng::new(5);
-        let mut r = Reassembler::default();
-        let frames: Vec<Vec<u8>> = (0..20).map(|i| rng.bytes(52 + i * 3001)).collect();
-        let mut all: Vec<Vec<u8>> = Vec::new();
-        for (i, f) in frames.iter().enumerate() {
-            all.extend(packets(1, i as u64, f, 1500));
-        }
-        let dups: Vec<Vec<u8>> = all.iter().step_by(7).cloned().collect();
-        all.extend(dups);
-        for i in (1..all.len()).rev() {
-            let j = rng.below(i as u64 + 1) as usize;
-            all.swap(i, j);
-        }
-        let now = Instant::now();
-        let mut done = HashMap::new();
-        for p in &all {
-            let f = parse(p).unwrap();
-            if let Ok(Some(frame)) = r.push(&f, now) {
-                assert!(done.insert(f.header.frame_seq, frame).is_none());
-            }
-        }
-        assert_eq!(done.len(), 20);
-        for (i, f) in frames.iter().enumerate() {
-            assert_eq!(&done[&(i as u64)], f);
-        }
-        assert_eq!(r.memory(), 0);
-        assert_eq!(r.pending(), 0);
-    }
-
-    #[test]
-    fn timeout_and_memory_cap() {
-        let mut r = Reassembler::new(Duration::from_secs(10), 100_000);
-        let t0 = Instant::now();
-        let big = vec![7u8; 60_000];
-        let p1 = packets(1, 1, &big, 1500);
-        let p2 = packets(1, 2, &big, 1500);
-        assert_eq!(r.push(&parse(&p1[0]).unwrap(), t0), Ok(None));
-        assert_eq!(r.memory(), 60_000);
-        // A second 60 KB partial pushes out the first (cap 100 KB).
-        assert_eq!(
-            r.push(&parse(&p2[0]).unwrap(), t0 + Duration::from_millis(1)),
-            Ok(None)
-        );
-        assert_eq!(r.incomplete_dropped, 1);
-        assert_eq!(r.memory(), 60_000);
-        assert_eq!(r.expire(t0 + Duration::from_secs(5)), 0);
-        assert_eq!(r.expire(t0 + Duration::from_secs(11)), 1);
-        assert_eq!(r.incomplete_dropped, 2);
-        assert_eq!(r.memory(), 0);
-        // Inconsistent shape for the same key is refused.
-        let small = packets(1, 3, &[1u8; 3000], 1500);
-        let other = packets(1, 3, &[1u8; 4000], 1500);
-        assert_eq!(r.push(&parse(&small[0]).unwrap(), t0), Ok(None));
-        assert_eq!(
-            r.push(&parse(&other[1]).unwrap(), t0),
-            Err(Push::Inconsistent)
-        );
-        assert_eq!(r.push(&parse(&small[0]).unwrap(), t0), Err(Push::Duplicate));
     }
 }
