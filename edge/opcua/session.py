@@ -71,6 +71,9 @@ _log = logging.getLogger(__name__)
 EventSink = Callable[[str, dict[str, Any]], None]
 GapSink = Callable[[Gap], None]
 Durable = Callable[[], Awaitable[None]]
+# (server time of the last message received, client handles) of a subscription
+# that went away with its session
+Handover = tuple[int, list[int]]
 
 # StatusCode InfoType=DataValue (0x0400) with the Overflow bit (0x0080).
 _OVERFLOW_BITS = 0x0480
@@ -153,7 +156,8 @@ class SourceSession:
     def __init__(self, source: SourceConfig, tags: list[TagConfig], collector: Collector,
                  on_event: EventSink | None = None, *, tag_groups: list[TagGroupConfig] | None = None,
                  durable: Durable | None = None, request_timeout: float = 10.0,
-                 reconnect_max_delay: float = 30.0, on_gap: GapSink | None = None) -> None:
+                 reconnect_max_delay: float = 30.0, on_gap: GapSink | None = None,
+                 resume: Handover | None = None) -> None:
         self.source = source
         self.tags = list(tags)
         self.tag_groups = list(tag_groups or [])
@@ -174,7 +178,9 @@ class SourceSession:
         self._dedupe: set[int] = set()  # first value after a re-create: drop if it repeats the last
         self._first_after: dict[int, int] = {}
         self._before: dict[int, int] = {}
-        self._lost: tuple[int, list[int]] | None = None  # (when, handles) of a client torn down
+        # (when, handles) of a subscription torn down: the next setup fills or names
+        # the span; `resume` hands over the one a reloaded session left behind
+        self._lost: Handover | None = resume
         self._failing: dict[str, str] = {}
         self._connected_once = False
         self._last_connect_error = ""
@@ -269,6 +275,11 @@ class SourceSession:
         client.session_timeout = self.source.session_timeout_ms
         guard_read_only(client)
         return client
+
+    def handover(self) -> Handover | None:
+        """After the session was cancelled: the span its successor must fill
+        (from history) or name in a GAP, so a reload leaves no silent hole."""
+        return self._lost
 
     async def run(self) -> None:
         delay = 1.0
