@@ -22,7 +22,7 @@ from typing import Any
 
 from edge import __version__, _core, systemd
 from edge.collect import Collector
-from edge.config import AgentConfig, SourceConfig
+from edge.config import AgentConfig, SourceConfig, TagConfig
 from edge.control import Control
 from edge.frames import Gap, Reducer, encode_data, encode_gap, encode_meta, pack
 from edge.memguard import MemoryGuard
@@ -128,6 +128,26 @@ class Agent:
             await committed.wait()
 
     # -- frames -------------------------------------------------------------
+    def set_bounds(self, tags: list[TagConfig]) -> None:
+        """Take the lossy bounds of a reloaded tag file: a changed or new bound
+        is applied at the next flush, a removed one makes the tag lossless now
+        (the filter releases what it held back)."""
+        def key(t: TagConfig) -> tuple[Any, ...]:
+            return (t.compression, t.max_error, t.exception_deviation, t.max_hold_s)
+        new = {(t.source, t.node_id): t for t in tags if t.compression != "none"}
+        for node in self._bounds.keys() | new.keys():
+            was, now = self._bounds.get(node), new.get(node)
+            if was is not None and now is not None and key(was) == key(now):
+                continue
+            index = self.collector.index_of(*node)
+            if index is None:
+                continue
+            self._bounded.discard(index)
+            if now is None:
+                self.reducer.clear(index)
+                self.collector.set_compression(index, "none", None, None)
+        self._bounds = new
+
     def _apply_bounds(self) -> None:
         """Give newly catalogued tags the lossy bound their [[tags]] entry sets."""
         if len(self._bounded) == len(self._bounds):

@@ -369,6 +369,7 @@ class Control:
         changed = sorted(n for n in new_names if n not in old_names or wants(old, n) != wants(new, n))
         stopped = sorted(old_names - new_names)
         agent.cfg = merged
+        agent.set_bounds(merged.tags)
         open_spans = {name: await agent.stop_session(name) for name in stopped + changed}
         for name in changed:
             agent.start_session(next(s for s in new.sources if s.name == name), resume=open_spans[name])
