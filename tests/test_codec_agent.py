@@ -12,10 +12,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from agent_fixture import wait_until
 from edge import _core
 from edge.agent import Agent
 from edge.config import AgentConfig, agent_config_from_dict
 from edge.frames import ColumnBatch, decode_data, decode_meta
+from edge.model import TagInfo
 from edge.sim import PlantSimulator, free_port
 
 REDUCED = "ns=2;s=Plant.Area1.Pump01.DischargePressure"  # Double, 500 ms
@@ -35,11 +37,22 @@ def config(tmp_path: Path, endpoint: str, tags: list[dict[str, Any]], link_port:
     })
 
 
-def spool_frames(path: Path) -> list[Any]:
+def landed(path: Path) -> tuple[dict[str, TagInfo], list[ColumnBatch]]:
+    """The spool's tags as the last META names them (by node id), and its DATA."""
     spool = _core.Spool(str(path), 9)
     frames = [_core.parse_frame(f) for f in spool.read(0, 100_000)]
     spool.close()
-    return frames
+    meta = [decode_meta(f.payload) for f in frames if f.kind == _core.FRAME_META][-1]
+    return ({t.node_id: t for t in meta.tags},
+            [decode_data(f.payload) for f in frames if f.kind == _core.FRAME_DATA])
+
+
+async def ticks(sim: PlantSimulator, n: int) -> None:
+    """n plant ticks, 0.1 s apart, then time for the last ones to be flushed."""
+    for _ in range(n):
+        await sim.advance(1)
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)
 
 
 def series(data: list[ColumnBatch], index: int, after_ns: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -60,26 +73,18 @@ async def test_agent_applies_the_tag_files_bound(tmp_path: Path) -> None:
         agent = Agent(cfg)
         stop = asyncio.Event()
         run = asyncio.create_task(agent.run(stop))
-        for _ in range(300):  # subscribed: both tags in the catalog with their first value
-            if len(agent.collector.catalog()) == 2 and agent.counters["values"] >= 2:
-                break
-            await asyncio.sleep(0.05)
-        for _ in range(60):  # 60 plant ticks, 0.1 s apart
-            await sim.advance(1)
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(0.5)
+        await wait_until(lambda: len(agent.collector.catalog()) == 2 and agent.counters["values"] >= 2,
+                         15, "both tags in the catalog with their first value")
+        await ticks(sim, 60)
         stop.set()
         stats = await asyncio.wait_for(run, 60)
     finally:
         await sim.stop()
     published = sim.published()
 
-    frames = spool_frames(tmp_path / "spool")
-    meta = [decode_meta(f.payload) for f in frames if f.kind == _core.FRAME_META][-1]
-    by_node = {t.node_id: t for t in meta.tags}
+    by_node, data = landed(tmp_path / "spool")
     assert (by_node[REDUCED].compression, by_node[REDUCED].max_error) == ("swinging_door", MAX_ERROR)
     assert by_node[PLAIN].compression == "none"
-    data = [decode_data(f.payload) for f in frames if f.kind == _core.FRAME_DATA]
     for node, tag in ((REDUCED, by_node[REDUCED]), (PLAIN, by_node[PLAIN])):
         t, v = series(data, tag.index)
         pub = [(ts, val) for ts, val, st in published[node] if st == 0 and t.min() <= ts <= t.max()]
@@ -109,36 +114,23 @@ async def test_a_reload_changes_the_bound(tmp_path: Path) -> None:
     stop = asyncio.Event()
     run = asyncio.create_task(agent.run(stop))
     try:
-        for _ in range(300):
-            if len(agent.collector.catalog()) == 2 and agent.counters["values"] >= 2:
-                break
-            await asyncio.sleep(0.05)
-        for _ in range(20):
-            await sim.advance(1)
-            await asyncio.sleep(0.1)
+        await wait_until(lambda: len(agent.collector.catalog()) == 2 and agent.counters["values"] >= 2,
+                         15, "both tags in the catalog with their first value")
+        await ticks(sim, 20)
         await agent.control._apply(config(tmp_path, sim.endpoint, [
             {"source": "sim", "node_id": REDUCED}, {"source": "sim", "node_id": FLOW, **bounded}], link))
-        for _ in range(300):
-            if agent.sessions[0].state["subscribed"] == 2:
-                break
-            await asyncio.sleep(0.05)
+        await wait_until(lambda: agent.sessions[0].state["subscribed"] == 2, 15, "the new session")
         await asyncio.sleep(0.5)
         after = time.time_ns()
-        for _ in range(60):
-            await sim.advance(1)
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(0.5)
+        await ticks(sim, 60)
         stop.set()
         await asyncio.wait_for(run, 60)
     finally:
         await sim.stop()
     published = sim.published()
-    frames = spool_frames(tmp_path / "spool")
-    meta = [decode_meta(f.payload) for f in frames if f.kind == _core.FRAME_META][-1]
-    by_node = {t.node_id: t for t in meta.tags}
+    by_node, data = landed(tmp_path / "spool")
     assert by_node[REDUCED].compression == "none"
     assert (by_node[FLOW].compression, by_node[FLOW].max_error) == ("swinging_door", MAX_ERROR)
-    data = [decode_data(f.payload) for f in frames if f.kind == _core.FRAME_DATA]
     t, _ = series(data, by_node[REDUCED].index, after)
     pub = {ts for ts, _, st in published[REDUCED] if st == 0 and after <= ts <= t.max()}
     assert len(pub) >= 10 and pub <= set(t)  # lossless again: nothing dropped
