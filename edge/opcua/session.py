@@ -39,6 +39,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 from asyncua import ua
@@ -113,29 +114,23 @@ def guard_read_only(client: Client) -> None:
             setattr(client.uaclient, name, make(name))
 
 
+@dataclass(slots=True)
 class _Want:
     """One tag the session wants: from [[tags]] or found under a tag group."""
 
-    __slots__ = ("node_id", "name", "unit", "description", "sampling_ms", "queue_size", "default_name",
-                 "deadband_abs", "deadband_pct", "mode", "range_low", "range_high")
-
-    def __init__(self, node_id: str, name: str | None, unit: str | None, description: str | None,
-                 sampling_ms: int | None, queue_size: int | None, default_name: str | None = None, *,
-                 deadband_abs: float | None = None, deadband_pct: float | None = None,
-                 mode: str = "subscribe", range_low: float | None = None,
-                 range_high: float | None = None) -> None:
-        self.node_id = node_id
-        self.name = name
-        self.unit = unit
-        self.description = description
-        self.sampling_ms = sampling_ms
-        self.queue_size = queue_size
-        self.default_name = default_name
-        self.deadband_abs = deadband_abs
-        self.deadband_pct = deadband_pct
-        self.mode = mode
-        self.range_low = range_low
-        self.range_high = range_high
+    node_id: str
+    name: str | None
+    unit: str | None
+    description: str | None
+    sampling_ms: int | None
+    queue_size: int | None
+    default_name: str | None = None
+    _: KW_ONLY
+    deadband_abs: float | None = None
+    deadband_pct: float | None = None
+    mode: str = "subscribe"
+    range_low: float | None = None
+    range_high: float | None = None
 
 
 class _Item:
