@@ -226,10 +226,7 @@ fn stop_mid_window_keeps_the_cursor_and_a_restart_completes() {
     drop(tx);
     let tx = DiodeSender::start(s.ot.clone(), &addr, 0, 1500).unwrap();
     wait_for("idle", Duration::from_secs(30), || tx.idle());
-    wait_for("frames", Duration::from_secs(30), || {
-        rx.stats().frames_ok == 300
-    });
-    tx.stop().unwrap();
+    tx.stop().unwrap(); // before its next 1 s heartbeat, most likely
     assert_eq!(
         (
             tx.stats().frames_sent,
@@ -237,6 +234,13 @@ fn stop_mid_window_keeps_the_cursor_and_a_restart_completes() {
         ),
         (300, 300)
     );
+    wait_for("frames", Duration::from_secs(30), || {
+        rx.stats().frames_ok == 300
+    });
+    // The last HEARTBEAT, sent on stop, tells the receiver where the session ended.
+    wait_for("final heartbeat", Duration::from_secs(5), || {
+        rx.stats().sent_below == 300
+    });
     rx.stop();
     assert_all_landed(&s.ot, &s.it);
 }

@@ -72,7 +72,7 @@ impl<'a> Pacer<'a> {
         }
     }
 
-    /// Until stopped or the encoder has ended.
+    /// Until stopped or the encoder has ended (spool closed).
     pub(super) fn run(mut self, queue: Receiver<Msg>) {
         while !self.s.stop.load(Relaxed) {
             self.control_if_due();
@@ -93,6 +93,10 @@ impl<'a> Pacer<'a> {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
+        // A last HEARTBEAT: the receiver learns at once where this session
+        // stopped (what will not come), instead of waiting for a restart.
+        self.next_hb = Instant::now();
+        self.control_if_due();
     }
 
     /// A window's packets are all out: account for it.
