@@ -262,6 +262,9 @@ impl<'a> Encoder<'a> {
         let mut objects = Vec::new();
         let mut blocks = Vec::new();
         for (start, n) in group(&frames, fec::MAX_K * sym - FRAME_TAG_LEN) {
+            if self.s.stop.load(Relaxed) {
+                return false; // a stop need not wait for a whole window's encoding
+            }
             let group = &frames[start..start + n];
             let len: usize = group.iter().map(|(_, f)| f.len()).sum();
             let layout = Layout::new(len + FRAME_TAG_LEN, sym);
