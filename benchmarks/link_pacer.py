@@ -6,7 +6,9 @@ packet to the last, as bench_link.py counts it; the payload ceiling follows
 from it (docs/link.md: 905.3 Mbit/s of these frames per 1000 on the wire,
 with 5% repair).
 
-    python benchmarks/bench_link_pacer.py [--mb 300] [--rate-mbit 1000] [--runs 3]
+    python benchmarks/link_pacer.py [--mb 300] [--rate-mbit 1000] [--runs 3]
+
+Not a `tidegate bench` stage (no bench_ prefix): bench_link.py is the link's.
 """
 
 from __future__ import annotations
