@@ -1,0 +1,512 @@
+//! Codec v3 layout (docs/format.md, "DATA payload: codec v3"): v2's typed
+//! coding, made fast for short (1 s) flush windows.
+//!
+//! Same per-tag choices as v2 (tag runs, value modes, decimal floats), but
+//! every column, the tag runs included, goes through `column::put3`: a
+//! frame-of-reference bit packing (`pack`) unless varints or, on long
+//! columns, pco are smaller. Each run's first time and first value get their
+//! own columns (absolute, so their frame spans one window, not two), which
+//! keeps the per-sample deltas narrow. Only the small irregular part
+//! (decimal exceptions, status and flag runs, strings) is a byte block,
+//! zstd'd only when it is large enough to pay.
+
+use pco::DeltaSpec;
+
+use super::decimal;
+use super::v1::{inflate, put_rle, read_rle};
+use super::v2::{
+    choose_mode, invalid, width, zstd_head, HEAD_NONE, HEAD_ZSTD, MAX_SAMPLES, MODE_DEC32,
+    MODE_DEC64, MODE_FLOAT, MODE_INT, MODE_WORD,
+};
+use super::varint::{put_u64, Reader};
+use super::{column, tag_order, Chunk, CodecError, Columns, MAX_RAW_LEN};
+
+pub const VERSION: u8 = 3;
+/// The rest block is zstd'd from this size on (strings, many status runs);
+/// below it zstd costs more time than it saves bytes.
+const ZSTD_MIN: usize = 512;
+
+/// Encode; `kinds[tag]` is the tag's type hint (`kind::*`), missing = unknown.
+pub fn encode(c: &Columns<'_>, kinds: &[u8]) -> Result<Vec<u8>, CodecError> {
+    encode_with(c, kinds, true)
+}
+
+/// The columns of a chunk before they are written.
+#[derive(Default)]
+struct Cols {
+    tag_delta: Vec<i64>,
+    count_m1: Vec<i64>,
+    mode: Vec<i64>,
+    exponent: Vec<i64>,
+    exceptions: Vec<i64>,
+    time_first: Vec<i64>,
+    time_rest: Vec<i64>,
+    latency: Vec<i64>,
+    int_first: Vec<i64>,
+    int_rest: Vec<i64>,
+    floats: Vec<f64>,
+    words: Vec<u64>,
+    /// Decimal exceptions, then status and flag runs, then strings.
+    rest: Vec<u8>,
+}
+
+/// `compress = false` never zstds the rest block (fixed test vectors use it).
+pub fn encode_with(c: &Columns<'_>, kinds: &[u8], compress: bool) -> Result<Vec<u8>, CodecError> {
+    c.check_lengths()?;
+    let n = c.len();
+    if n > MAX_SAMPLES {
+        return Err(CodecError::TooLarge(n));
+    }
+    let order = tag_order(c.tag);
+    let mut k = Cols {
+        time_rest: Vec::with_capacity(n),
+        latency: Vec::with_capacity(n),
+        int_rest: Vec::with_capacity(n),
+        ..Cols::default()
+    };
+    let mut exc: Vec<(usize, u64)> = Vec::new();
+    let (mut pos, mut prev_tag) = (0usize, 0u32);
+    while pos < n {
+        let tag = c.tag[order[pos]];
+        let mut end = pos + 1;
+        while end < n && c.tag[order[end]] == tag {
+            end += 1;
+        }
+        let idx = &order[pos..end];
+        pos = end;
+        let count = idx.len();
+        k.tag_delta.push(i64::from(tag - prev_tag)); // ascending tags
+        prev_tag = tag;
+        k.count_m1.push(count as i64 - 1);
+
+        let mut prev = c.source_ns[idx[0]];
+        k.time_first.push(prev);
+        for &i in &idx[1..] {
+            let t = c.source_ns[i];
+            k.time_rest.push(t.wrapping_sub(prev));
+            prev = t;
+        }
+        k.latency.extend(
+            idx.iter()
+                .map(|&i| c.server_ns[i].wrapping_sub(c.source_ns[i])),
+        );
+
+        let vals = idx.iter().map(|&i| c.value_bits[i]);
+        // The exponent is chosen on an even sample of at most 64 values; the
+        // encoding below still checks every value.
+        let sample = idx
+            .iter()
+            .step_by(count.div_ceil(64))
+            .map(|&i| c.value_bits[i]);
+        let (mut mode, e) = choose_mode(kinds.get(tag as usize).copied().unwrap_or(0), sample);
+        match mode {
+            MODE_INT => {
+                let mut prev = c.value_bits[idx[0]];
+                k.int_first.push(prev as i64);
+                for &i in &idx[1..] {
+                    let v = c.value_bits[i];
+                    k.int_rest.push(v.wrapping_sub(prev) as i64);
+                    prev = v;
+                }
+            }
+            MODE_DEC64 | MODE_DEC32 => {
+                let w = width(mode);
+                let (first_at, rest_at) = (k.int_first.len(), k.int_rest.len());
+                exc.clear();
+                let mut prev: Option<i64> = None;
+                for (j, v) in vals.clone().enumerate() {
+                    match (decimal::encode_one(v, e, w), prev) {
+                        (Some(x), Some(p)) => {
+                            k.int_rest.push(x.wrapping_sub(p));
+                            prev = Some(x);
+                        }
+                        (Some(x), None) => {
+                            k.int_first.push(x);
+                            prev = Some(x);
+                        }
+                        (None, _) => exc.push((j, v)),
+                    }
+                }
+                if exc.len() * 4 > count {
+                    // The sample misled us: the plain float column is better.
+                    // (So a decimal run always has a first k.)
+                    k.int_first.truncate(first_at);
+                    k.int_rest.truncate(rest_at);
+                    mode = MODE_FLOAT;
+                    k.floats.extend(vals.map(f64::from_bits));
+                } else {
+                    k.exponent.push(e.into());
+                    k.exceptions.push(exc.len() as i64);
+                    let mut next = 0usize;
+                    for &(j, v) in &exc {
+                        put_u64(&mut k.rest, (j - next) as u64); // gap since the last one
+                        k.rest.extend_from_slice(&v.to_le_bytes());
+                        next = j + 1;
+                    }
+                }
+            }
+            MODE_FLOAT => k.floats.extend(vals.map(f64::from_bits)),
+            _ => {
+                let mut prev = 0u64;
+                for v in vals {
+                    k.words.push(v ^ prev);
+                    prev = v;
+                }
+            }
+        }
+        k.mode.push(mode.into());
+    }
+    put_rle(&mut k.rest, order.iter().map(|&i| c.status[i]), |o, v| {
+        put_u64(o, v.into())
+    });
+    put_rle(&mut k.rest, order.iter().map(|&i| c.flags[i]), |o, v| {
+        o.push(v)
+    });
+    for s in c.strings {
+        put_u64(&mut k.rest, s.len() as u64);
+        k.rest.extend_from_slice(s.as_bytes());
+    }
+    if k.rest.len() > MAX_RAW_LEN {
+        return Err(CodecError::TooLarge(k.rest.len()));
+    }
+
+    let mut out = Vec::with_capacity(k.rest.len() + n * 6 + 64);
+    out.push(VERSION);
+    put_u64(&mut out, n as u64);
+    put_u64(&mut out, c.strings.len() as u64);
+    put_u64(&mut out, k.tag_delta.len() as u64);
+    for col in [
+        &k.tag_delta,
+        &k.count_m1,
+        &k.mode,
+        &k.exponent,
+        &k.exceptions,
+    ] {
+        column::put3(&mut out, col, DeltaSpec::NoOp)?;
+    }
+    let z = if compress && k.rest.len() >= ZSTD_MIN {
+        zstd_head(&k.rest)?
+    } else {
+        Vec::new()
+    };
+    let (method, body) = if !z.is_empty() && z.len() < k.rest.len() {
+        (HEAD_ZSTD, &z)
+    } else {
+        (HEAD_NONE, &k.rest)
+    };
+    out.push(method);
+    put_u64(&mut out, k.rest.len() as u64);
+    if method != HEAD_NONE {
+        put_u64(&mut out, body.len() as u64);
+    }
+    out.extend_from_slice(body);
+    // The runs' first times are absolute: pco's own delta search is wasted there too.
+    for col in [
+        &k.time_first,
+        &k.time_rest,
+        &k.latency,
+        &k.int_first,
+        &k.int_rest,
+    ] {
+        column::put3(&mut out, col, DeltaSpec::NoOp)?;
+    }
+    column::put3(&mut out, &k.floats, DeltaSpec::TryConsecutive(1))?;
+    column::put3(&mut out, &k.words, DeltaSpec::NoOp)?;
+    Ok(out)
+}
+
+/// One tag run as the decoder needs it.
+struct Run {
+    tag: u32,
+    count: usize,
+    mode: u8,
+    e: u8,
+    /// Index of the run's first exception in `exceptions`, and how many.
+    exc_at: usize,
+    n_exc: usize,
+}
+
+fn read_runs(r: &mut Reader<'_>, n: usize) -> Result<Vec<Run>, CodecError> {
+    let n_runs = r.varint_max("tag_runs", n as u64)? as usize;
+    if (n_runs == 0) != (n == 0) {
+        return Err(invalid(
+            "tag_runs",
+            r.pos(),
+            format!("{n_runs} runs for {n} samples"),
+        ));
+    }
+    let at = r.pos();
+    let deltas: Vec<i64> = column::get3(r, n_runs, "tag_delta")?;
+    let counts: Vec<i64> = column::get3(r, n_runs, "tag_run_count")?;
+    let modes: Vec<i64> = column::get3(r, n_runs, "value_mode")?;
+    let mut runs = Vec::with_capacity(n_runs);
+    let (mut tag, mut total) = (0u64, 0usize);
+    for j in 0..n_runs {
+        // Bounds first: every column value is an arbitrary i64 here.
+        if deltas[j] < 0 || tag + deltas[j] as u64 > u64::from(u32::MAX) {
+            return Err(invalid(
+                "tag_delta",
+                at,
+                format!("tag out of range at run {j}"),
+            ));
+        }
+        let count = counts[j] as u64;
+        if counts[j] < 0 || count >= (n - total) as u64 {
+            return Err(invalid(
+                "tag_run_count",
+                at,
+                format!(
+                    "run {j} of {} with {} samples left",
+                    count.wrapping_add(1),
+                    n - total
+                ),
+            ));
+        }
+        tag += deltas[j] as u64;
+        let mode = modes[j];
+        if !(0..=i64::from(MODE_WORD)).contains(&mode) {
+            return Err(invalid(
+                "value_mode",
+                at,
+                format!("unknown value mode {mode} at run {j}"),
+            ));
+        }
+        total += count as usize + 1;
+        runs.push(Run {
+            tag: tag as u32,
+            count: count as usize + 1,
+            mode: mode as u8,
+            e: 0,
+            exc_at: 0,
+            n_exc: 0,
+        });
+    }
+    if total != n {
+        return Err(invalid(
+            "tag_runs",
+            at,
+            format!("runs cover {total} samples, header says {n}"),
+        ));
+    }
+    let n_dec = runs
+        .iter()
+        .filter(|r| matches!(r.mode, MODE_DEC64 | MODE_DEC32))
+        .count();
+    let at = r.pos();
+    let exps: Vec<i64> = column::get3(r, n_dec, "decimal_exponent")?;
+    let excs: Vec<i64> = column::get3(r, n_dec, "exception_count")?;
+    let mut at_exc = 0usize;
+    for (j, run) in runs
+        .iter_mut()
+        .filter(|r| matches!(r.mode, MODE_DEC64 | MODE_DEC32))
+        .enumerate()
+    {
+        if !(0..=i64::from(decimal::MAX_E)).contains(&exps[j]) {
+            return Err(invalid(
+                "decimal_exponent",
+                at,
+                format!("{} exceeds {}", exps[j], decimal::MAX_E),
+            ));
+        }
+        // A decimal run always keeps at least one value as k (its first).
+        if !(0..run.count as i64).contains(&excs[j]) {
+            return Err(invalid(
+                "exception_count",
+                at,
+                format!("{} exceptions in a run of {}", excs[j], run.count),
+            ));
+        }
+        run.e = exps[j] as u8;
+        run.exc_at = at_exc;
+        run.n_exc = excs[j] as usize;
+        at_exc += run.n_exc;
+    }
+    Ok(runs)
+}
+
+/// The rest block: decimal exceptions (position, raw word), status, flags, strings.
+fn read_rest(
+    h: &[u8],
+    runs: &[Run],
+    n: usize,
+    n_strings: usize,
+    exceptions: &mut Vec<(usize, u64)>,
+    out: &mut Chunk,
+) -> Result<(), CodecError> {
+    let mut r = Reader::new(h);
+    for run in runs.iter().filter(|r| r.n_exc > 0) {
+        let mut next = 0usize;
+        for _ in 0..run.n_exc {
+            let off = r.pos();
+            let gap = r.varint_max("exception_gap", (run.count - next) as u64)? as usize;
+            let j = next + gap;
+            if j >= run.count {
+                return Err(invalid(
+                    "exception_gap",
+                    off,
+                    format!("position {j} outside a run of {}", run.count),
+                ));
+            }
+            exceptions.push((j, r.u64_le("exception_value")?));
+            next = j + 1;
+        }
+    }
+    read_rle(
+        &mut r,
+        n,
+        "status",
+        |r| Ok(r.varint_max("status", u32::MAX.into())? as u32),
+        &mut out.status,
+    )?;
+    read_rle(&mut r, n, "flags", |r| r.u8("flags"), &mut out.flags)?;
+    out.strings.reserve(n_strings.min(r.remaining()));
+    for _ in 0..n_strings {
+        let offset = r.pos();
+        let len = r.varint_max("string_len", r.remaining() as u64)? as usize;
+        let s = std::str::from_utf8(r.bytes(len, "string")?)
+            .map_err(|e| invalid("string", offset, format!("not UTF-8: {e}")))?;
+        out.strings.push(s.to_owned());
+    }
+    if r.remaining() != 0 {
+        return Err(CodecError::Trailing {
+            extra: r.remaining(),
+            offset: r.pos(),
+        });
+    }
+    Ok(())
+}
+
+pub fn decode(payload: &[u8]) -> Result<Chunk, CodecError> {
+    let mut r = Reader::new(payload);
+    let version = r.u8("codec_version")?;
+    if version != VERSION {
+        return Err(CodecError::UnsupportedVersion(version));
+    }
+    let n = r.varint_max("n_samples", MAX_SAMPLES as u64)? as usize;
+    let n_strings = r.varint_max("n_strings", MAX_RAW_LEN as u64)? as usize;
+    let runs = read_runs(&mut r, n)?;
+
+    let method = r.u8("rest_compression")?;
+    let raw_len = r.varint_max("rest_raw_len", MAX_RAW_LEN as u64)? as usize;
+    let raw;
+    let rest: &[u8] = match method {
+        HEAD_NONE => r.bytes(raw_len, "rest")?,
+        HEAD_ZSTD => {
+            let stored = r.varint_max("rest_len", r.remaining() as u64)? as usize;
+            raw = inflate(r.bytes(stored, "rest")?, raw_len)?;
+            &raw
+        }
+        m => return Err(CodecError::UnknownCompression(m)),
+    };
+    if n_strings > rest.len() {
+        return Err(invalid(
+            "n_strings",
+            0,
+            format!(
+                "{n_strings} strings cannot fit in a {} byte block",
+                rest.len()
+            ),
+        ));
+    }
+    let mut out = Chunk::with_capacity(0);
+    let mut exceptions = Vec::new();
+    read_rest(rest, &runs, n, n_strings, &mut exceptions, &mut out)?;
+
+    let (mut n_first, mut n_ints, mut n_floats, mut n_words) = (0usize, 0usize, 0usize, 0usize);
+    for run in &runs {
+        match run.mode {
+            MODE_INT => (n_first, n_ints) = (n_first + 1, n_ints + run.count),
+            MODE_DEC64 | MODE_DEC32 => {
+                (n_first, n_ints) = (n_first + 1, n_ints + run.count - run.n_exc)
+            }
+            MODE_FLOAT => n_floats += run.count,
+            _ => n_words += run.count,
+        }
+    }
+    let time_first: Vec<i64> = column::get3(&mut r, runs.len(), "time_first")?;
+    let time_rest: Vec<i64> = column::get3(&mut r, n - runs.len(), "time_rest")?;
+    let latency: Vec<i64> = column::get3(&mut r, n, "latency")?;
+    let int_first: Vec<i64> = column::get3(&mut r, n_first, "int_first")?;
+    let int_rest: Vec<i64> = column::get3(&mut r, n_ints - n_first, "int_rest")?;
+    let floats: Vec<f64> = column::get3(&mut r, n_floats, "floats")?;
+    let words: Vec<u64> = column::get3(&mut r, n_words, "words")?;
+    if r.remaining() != 0 {
+        return Err(CodecError::Trailing {
+            extra: r.remaining(),
+            offset: r.pos(),
+        });
+    }
+
+    out.tag.reserve_exact(n);
+    out.source_ns.reserve_exact(n);
+    out.server_ns.reserve_exact(n);
+    out.value_bits.reserve_exact(n);
+    let (mut tr, mut fi, mut ir, mut fl, mut wi) = (0usize, 0usize, 0usize, 0usize, 0usize);
+    for (j, run) in runs.iter().enumerate() {
+        out.tag.extend(std::iter::repeat_n(run.tag, run.count));
+        let mut t = time_first[j];
+        out.source_ns.push(t);
+        for &d in &time_rest[tr..tr + run.count - 1] {
+            t = t.wrapping_add(d);
+            out.source_ns.push(t);
+        }
+        tr += run.count - 1;
+        match run.mode {
+            MODE_INT => {
+                let mut v = int_first[fi] as u64;
+                fi += 1;
+                out.value_bits.push(v);
+                for &d in &int_rest[ir..ir + run.count - 1] {
+                    v = v.wrapping_add(d as u64);
+                    out.value_bits.push(v);
+                }
+                ir += run.count - 1;
+            }
+            MODE_DEC64 | MODE_DEC32 => {
+                let w = width(run.mode);
+                let mut k: Option<i64> = None;
+                let mut exc = exceptions[run.exc_at..run.exc_at + run.n_exc]
+                    .iter()
+                    .peekable();
+                for p in 0..run.count {
+                    if let Some(&(_, v)) = exc.next_if(|&&(q, _)| q == p) {
+                        out.value_bits.push(v);
+                        continue;
+                    }
+                    let x = match k {
+                        None => {
+                            fi += 1;
+                            int_first[fi - 1]
+                        }
+                        Some(prev) => {
+                            ir += 1;
+                            prev.wrapping_add(int_rest[ir - 1])
+                        }
+                    };
+                    k = Some(x);
+                    out.value_bits.push(decimal::decode(x, run.e, w));
+                }
+            }
+            MODE_FLOAT => {
+                out.value_bits
+                    .extend(floats[fl..fl + run.count].iter().map(|f| f.to_bits()));
+                fl += run.count;
+            }
+            _ => {
+                let mut prev = 0u64;
+                for &x in &words[wi..wi + run.count] {
+                    prev ^= x;
+                    out.value_bits.push(prev);
+                }
+                wi += run.count;
+            }
+        }
+    }
+    out.server_ns.extend(
+        out.source_ns
+            .iter()
+            .zip(&latency)
+            .map(|(&t, &l)| t.wrapping_add(l)),
+    );
+    Ok(out)
+}
