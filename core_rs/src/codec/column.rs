@@ -122,7 +122,8 @@ pub fn put<T: ColumnNum>(
 }
 
 fn varint_len(v: u64) -> usize {
-    (64 - (v | 1).leading_zeros()).div_ceil(7) as usize
+    // ceil(bits / 7) for bits in 1..=64, without a division.
+    ((9 * (64 - (v | 1).leading_zeros()) + 64) / 64) as usize
 }
 
 /// v3: append the column as the smallest of a `pack` frame, varints and
@@ -140,8 +141,14 @@ pub fn put3<T: ColumnNum>(
     let packed = pack::body_len(vals.len(), f.w)
         + varint_len(super::varint::zigzag(f.min))
         + if f.w > 0 { varint_len(f.g) } else { 0 };
-    let var: usize = vals.iter().map(|v| varint_len(v.to_zigzag_u64())).sum();
-    let var = var + varint_len(var as u64);
+    // Varints take 8 bits or more a value: they can only win on wide frames
+    // (skewed columns: mostly small, a few large).
+    let var = if f.w > 8 {
+        let var: usize = vals.iter().map(|v| varint_len(v.to_zigzag_u64())).sum();
+        var + varint_len(var as u64)
+    } else {
+        usize::MAX
+    };
     let p = if vals.len() >= PCO_MIN_N_V3 {
         let cfg = ChunkConfig::default()
             .with_compression_level(PCO_LEVEL)
@@ -252,5 +259,57 @@ fn get_body<T: ColumnNum>(
             offset: at,
             msg: format!("unknown column method {m}"),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varint_len_matches_the_writer() {
+        for bits in 0..64 {
+            for v in [1u64 << bits, (1u64 << bits) - 1, u64::MAX >> (63 - bits)] {
+                let mut b = Vec::new();
+                put_u64(&mut b, v);
+                assert_eq!(varint_len(v), b.len(), "{v}");
+            }
+        }
+    }
+
+    #[test]
+    fn v3_picks_the_smallest_coding() {
+        let read = |b: &[u8], n| get3::<i64>(&mut Reader::new(b), n, "x").unwrap();
+        // Narrow: packed. Constant: no body at all.
+        let narrow: Vec<i64> = (0..100).map(|i| 1000 + i % 7).collect();
+        let mut b = Vec::new();
+        put3(&mut b, &narrow, DeltaSpec::NoOp).unwrap();
+        assert_eq!(b[0], METHOD_PACK + 3);
+        assert_eq!(read(&b, 100), narrow);
+        b.clear();
+        put3(&mut b, &[5i64; 40], DeltaSpec::NoOp).unwrap();
+        assert_eq!(b, [METHOD_PACK, 10]);
+        // Skewed (mostly tiny, one huge): varints.
+        let skewed: Vec<i64> = (0..100)
+            .map(|i| if i == 50 { 1 << 60 } else { i % 3 })
+            .collect();
+        b.clear();
+        put3(&mut b, &skewed, DeltaSpec::NoOp).unwrap();
+        assert_eq!(b[0], METHOD_VARINT);
+        assert_eq!(read(&b, 100), skewed);
+        // Long and multi-modal: pco.
+        let long: Vec<i64> = (0..PCO_MIN_N_V3 as i64)
+            .map(|i| {
+                [100_000_000, 250_000_000, 1_000_000_000][i as usize % 3] + (i * 7919) % 20_000
+            })
+            .collect();
+        b.clear();
+        put3(&mut b, &long, DeltaSpec::NoOp).unwrap();
+        assert_eq!(b[0], METHOD_PCO);
+        assert_eq!(read(&b, long.len()), long);
+        // Nothing for an empty column.
+        b.clear();
+        put3::<i64>(&mut b, &[], DeltaSpec::NoOp).unwrap();
+        assert!(b.is_empty());
     }
 }

@@ -15,11 +15,11 @@ use pco::DeltaSpec;
 use super::decimal;
 use super::v1::{inflate, put_rle, read_rle};
 use super::v2::{
-    choose_mode, invalid, width, zstd_head, HEAD_NONE, HEAD_ZSTD, MAX_SAMPLES, MODE_DEC32,
-    MODE_DEC64, MODE_FLOAT, MODE_INT, MODE_WORD,
+    invalid, width, zstd_head, HEAD_NONE, HEAD_ZSTD, MAX_SAMPLES, MODE_DEC32, MODE_DEC64,
+    MODE_FLOAT, MODE_INT, MODE_WORD,
 };
 use super::varint::{put_u64, Reader};
-use super::{column, tag_order, Chunk, CodecError, Columns, MAX_RAW_LEN};
+use super::{column, kind, tag_order, Chunk, CodecError, Columns, MAX_RAW_LEN};
 
 pub const VERSION: u8 = 3;
 /// The rest block is zstd'd from this size on (strings, many status runs);
@@ -48,6 +48,36 @@ struct Cols {
     words: Vec<u64>,
     /// Decimal exceptions, then status and flag runs, then strings.
     rest: Vec<u8>,
+    /// Each value's smallest decimal (k, e) within the current run.
+    ks: Vec<Option<(i64, u8)>>,
+}
+
+impl Cols {
+    fn clear(&mut self) {
+        for v in [
+            &mut self.tag_delta,
+            &mut self.count_m1,
+            &mut self.mode,
+            &mut self.exponent,
+            &mut self.exceptions,
+            &mut self.time_first,
+            &mut self.time_rest,
+            &mut self.latency,
+            &mut self.int_first,
+            &mut self.int_rest,
+        ] {
+            v.clear();
+        }
+        self.floats.clear();
+        self.words.clear();
+        self.rest.clear();
+    }
+}
+
+thread_local! {
+    // Column buffers reused across chunks: a 1 s window is small enough that
+    // allocating and faulting in a dozen vectors shows in the profile.
+    static SCRATCH: std::cell::RefCell<Cols> = std::cell::RefCell::new(Cols::default());
 }
 
 /// `compress = false` never zstds the rest block (fixed test vectors use it).
@@ -57,13 +87,23 @@ pub fn encode_with(c: &Columns<'_>, kinds: &[u8], compress: bool) -> Result<Vec<
     if n > MAX_SAMPLES {
         return Err(CodecError::TooLarge(n));
     }
+    let mut k = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    k.clear();
+    let out = encode_into(c, kinds, compress, &mut k);
+    if k.latency.capacity() <= 1 << 18 {
+        SCRATCH.with(|s| *s.borrow_mut() = k); // keep at most ~25 MB around
+    }
+    out
+}
+
+fn encode_into(
+    c: &Columns<'_>,
+    kinds: &[u8],
+    compress: bool,
+    k: &mut Cols,
+) -> Result<Vec<u8>, CodecError> {
+    let n = c.len();
     let order = tag_order(c.tag);
-    let mut k = Cols {
-        time_rest: Vec::with_capacity(n),
-        latency: Vec::with_capacity(n),
-        int_rest: Vec::with_capacity(n),
-        ..Cols::default()
-    };
     let mut exc: Vec<(usize, u64)> = Vec::new();
     let (mut pos, mut prev_tag) = (0usize, 0u32);
     while pos < n {
@@ -92,13 +132,19 @@ pub fn encode_with(c: &Columns<'_>, kinds: &[u8], compress: bool) -> Result<Vec<
         );
 
         let vals = idx.iter().map(|&i| c.value_bits[i]);
-        // The exponent is chosen on an even sample of at most 64 values; the
-        // encoding below still checks every value.
-        let sample = idx
-            .iter()
-            .step_by(count.div_ceil(64))
-            .map(|&i| c.value_bits[i]);
-        let (mut mode, e) = choose_mode(kinds.get(tag as usize).copied().unwrap_or(0), sample);
+        let mut mode = match kinds.get(tag as usize).copied().unwrap_or(0) {
+            kind::F64 => MODE_DEC64,
+            kind::F32 => MODE_DEC32,
+            kind::INT | kind::UINT | kind::BOOL | kind::STRING | kind::TIME => MODE_INT,
+            _ => MODE_WORD,
+        };
+        let mut e = 0u8;
+        if matches!(mode, MODE_DEC64 | MODE_DEC32) {
+            match decimal::analyse(vals.clone(), width(mode), &mut k.ks) {
+                Some(x) => e = x,
+                None => mode = MODE_FLOAT,
+            }
+        }
         match mode {
             MODE_INT => {
                 let mut prev = c.value_bits[idx[0]];
@@ -110,12 +156,12 @@ pub fn encode_with(c: &Columns<'_>, kinds: &[u8], compress: bool) -> Result<Vec<
                 }
             }
             MODE_DEC64 | MODE_DEC32 => {
-                let w = width(mode);
                 let (first_at, rest_at) = (k.int_first.len(), k.int_rest.len());
                 exc.clear();
                 let mut prev: Option<i64> = None;
                 for (j, v) in vals.clone().enumerate() {
-                    match (decimal::encode_one(v, e, w), prev) {
+                    let x = k.ks[j].and_then(|(k0, e0)| decimal::rescale(k0, e0, e));
+                    match (x, prev) {
                         (Some(x), Some(p)) => {
                             k.int_rest.push(x.wrapping_sub(p));
                             prev = Some(x);
