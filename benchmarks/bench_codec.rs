@@ -278,27 +278,36 @@ struct Row {
     dec_s: f64,
 }
 
-/// Run `enc` over all windows (best of `reps`), then `dec` over its outputs.
+/// Run `enc` on each window `reps` times and `dec` on its output `reps`
+/// times, keeping each window's fastest run: on a shared machine the minimum
+/// filters out time slices lost to other processes (each window is then
+/// warm in cache, as a window the agent has just collected is).
 fn measure<E, D>(ws: &[Chunk], reps: usize, enc: E, dec: D) -> Row
 where
     E: Fn(&Chunk) -> Vec<Vec<u8>>,
     D: Fn(&[Vec<u8>]) -> usize,
 {
-    let (mut enc_s, mut dec_s) = (f64::MAX, f64::MAX);
-    let mut outs = Vec::new();
-    for _ in 0..reps {
-        let t = Instant::now();
-        outs = ws.iter().map(&enc).collect::<Vec<_>>();
-        enc_s = enc_s.min(t.elapsed().as_secs_f64());
-    }
-    for _ in 0..reps {
-        let t = Instant::now();
-        let n: usize = outs.iter().map(|o| dec(o)).sum();
-        dec_s = dec_s.min(t.elapsed().as_secs_f64());
-        std::hint::black_box(n);
+    let (mut enc_s, mut dec_s, mut bytes) = (0.0, 0.0, 0);
+    for c in ws {
+        let mut best = f64::MAX;
+        let mut out = Vec::new();
+        for _ in 0..reps {
+            let t = Instant::now();
+            out = enc(c);
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        enc_s += best;
+        bytes += out.iter().map(Vec::len).sum::<usize>();
+        let mut best = f64::MAX;
+        for _ in 0..reps {
+            let t = Instant::now();
+            std::hint::black_box(dec(&out));
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        dec_s += best;
     }
     Row {
-        bytes: outs.iter().flatten().map(Vec::len).sum(),
+        bytes,
         enc_s,
         dec_s,
     }
@@ -364,7 +373,7 @@ fn main() {
                 ws.len(),
                 n as f64 / ws.len() as f64
             );
-            let reps = if w_s == 1 { 3 } else { 1 };
+            let reps = if w_s == 1 { 5 } else { 3 };
             let kinds = &d.kinds;
             // Like for like: the other rows store tag, source time, value and
             // status, not server time; "ours, ts+value+status" is our payload
@@ -421,7 +430,7 @@ fn main() {
                         format!("zstd({lvl}) raw tag+ts+status+value"),
                         measure(
                             &ws,
-                            1,
+                            reps,
                             |c| vec![zstd::bulk::compress(&raw_columns(c), lvl).unwrap()],
                             |o| zstd::bulk::decompress(&o[0], 64 << 20).unwrap().len(),
                         ),
@@ -450,34 +459,27 @@ fn main() {
                         },
                     ),
                 ));
-                let next = std::cell::Cell::new(0usize);
-                rows.push((
-                    "pco(8) on values + our ts + status".into(),
-                    measure(
-                        &ws,
-                        reps,
-                        |c| {
-                            // Timed: pco on the value column, sorted by tag as ours is.
-                            let order = codec::tag_order(&c.tag);
-                            let vals: Vec<f64> = order
-                                .iter()
-                                .map(|&i| f64::from_bits(c.value_bits[i]))
-                                .collect();
-                            let k = next.get();
-                            next.set(k + 1);
-                            // Plus, untimed, our tag + time + status bytes.
-                            vec![
-                                pco::standalone::simple_compress(&vals, &pco_cfg).unwrap(),
-                                vec![0; ts_status[k % ts_status.len()]],
-                            ]
-                        },
-                        |o| {
-                            pco::standalone::simple_decompress::<f64>(&o[0])
-                                .unwrap()
-                                .len()
-                        },
-                    ),
-                ));
+                let mut pco_row = measure(
+                    &ws,
+                    reps,
+                    |c| {
+                        // Timed: pco on the value column, sorted by tag as ours is.
+                        let order = codec::tag_order(&c.tag);
+                        let vals: Vec<f64> = order
+                            .iter()
+                            .map(|&i| f64::from_bits(c.value_bits[i]))
+                            .collect();
+                        vec![pco::standalone::simple_compress(&vals, &pco_cfg).unwrap()]
+                    },
+                    |o| {
+                        pco::standalone::simple_decompress::<f64>(&o[0])
+                            .unwrap()
+                            .len()
+                    },
+                );
+                // Plus, untimed, our tag + time + status bytes.
+                pco_row.bytes += ts_status.iter().sum::<usize>();
+                rows.push(("pco(8) on values + our ts + status".into(), pco_row));
             }
             println!(
                 "| codec | bytes/sample | vs ours ts+value+status | encode M samples/s | decode M samples/s |"

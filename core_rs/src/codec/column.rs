@@ -137,14 +137,23 @@ pub fn put3<T: ColumnNum>(
         return Ok(());
     }
     let ints: std::borrow::Cow<'_, [i64]> = T::as_i64s(vals);
-    let f = pack::frame(&ints);
+    let f = pack::frame(&ints, true);
     let packed = pack::body_len(vals.len(), f.w)
         + varint_len(super::varint::zigzag(f.min))
         + if f.w > 0 { varint_len(f.g) } else { 0 };
     // Varints take 8 bits or more a value: they can only win on wide frames
     // (skewed columns: mostly small, a few large).
-    let var = if f.w > 8 {
-        let var: usize = vals.iter().map(|v| varint_len(v.to_zigzag_u64())).sum();
+    // An estimate from every 8th value first: the exact sum only when
+    // varints look close.
+    let var_of = |step: usize| -> usize {
+        vals.iter()
+            .step_by(step)
+            .map(|v| varint_len(v.to_zigzag_u64()))
+            .sum::<usize>()
+            * step
+    };
+    let var = if f.w > 8 && (vals.len() < 64 || var_of(8) < packed + packed / 8) {
+        let var = var_of(1);
         var + varint_len(var as u64)
     } else {
         usize::MAX
@@ -178,7 +187,18 @@ pub fn put3<T: ColumnNum>(
     Ok(())
 }
 
-/// v3: read a column of exactly `n` values written by `put3`.
+/// v3: a small column (one value per tag run: tag deltas, counts, modes)
+/// always packed, without the divisor search: cheap where it is cheap anyway.
+pub fn put3_small(out: &mut Vec<u8>, vals: &[i64]) {
+    if vals.is_empty() {
+        return;
+    }
+    let f = pack::frame(vals, false);
+    out.push(METHOD_PACK + f.w as u8);
+    pack::put(out, vals, f);
+}
+
+/// v3: read a column of exactly `n` values written by `put3` or `put3_small`.
 pub fn get3<T: ColumnNum>(
     r: &mut Reader<'_>,
     n: usize,
@@ -226,17 +246,12 @@ fn get_body<T: ColumnNum>(
     let body = r.bytes(len, field)?;
     match method {
         METHOD_VARINT => {
-            let mut br = Reader::new(body);
             let mut out = Vec::with_capacity(n.min(body.len()));
-            for _ in 0..n {
-                out.push(T::from_zigzag_u64(
-                    br.varint(field)
-                        .map_err(|_| CodecError::Truncated { field, offset: at })?,
-                ));
-            }
-            if br.remaining() != 0 {
+            let used = super::varint::read_n(body, n, |v| out.push(T::from_zigzag_u64(v)))
+                .ok_or(CodecError::Truncated { field, offset: at })?;
+            if used != body.len() {
                 return Err(CodecError::Trailing {
-                    extra: br.remaining(),
+                    extra: body.len() - used,
                     offset: at,
                 });
             }

@@ -67,9 +67,12 @@ fn min_exponent(bits: u64, w: Width) -> Option<u8> {
 /// One or two divisions per value instead of one per exponent tried.
 pub fn min_k(bits: u64, w: Width, guess: u8) -> Option<(i64, u8)> {
     let g = guess.min(MAX_E);
-    let (mut k, mut e) = (g..=MAX_E)
-        .chain(0..g)
-        .find_map(|e| encode_one(bits, e, w).map(|k| (k, e)))?;
+    let (mut k, mut e) = match encode_one(bits, g, w) {
+        Some(k) => (k, g),
+        None => (g + 1..=MAX_E)
+            .chain(0..g)
+            .find_map(|e| encode_one(bits, e, w).map(|k| (k, e)))?,
+    };
     match w {
         Width::F64 => {
             while e > 0 && k % 10 == 0 {
@@ -153,23 +156,39 @@ pub fn choose(vals: impl Iterator<Item = u64> + Clone, w: Width) -> Option<u8> {
     choose_hist(&hist, n)
 }
 
-/// `choose` over every value, keeping each one's smallest (k, e) in `ks` so
-/// that encoding at the chosen e is a `rescale`, not another division.
-pub fn analyse(
-    vals: impl Iterator<Item = u64>,
-    w: Width,
-    ks: &mut Vec<Option<(i64, u8)>>,
-) -> Option<u8> {
-    let mut hist = [0usize; MAX_E as usize + 2];
-    let mut guess = 2;
+/// `ks` entry of a value that is not decimal at any exponent.
+pub const NO_FIT: u8 = u8::MAX;
+
+/// `choose` over every value, keeping each one's smallest (k, e) in `ks`
+/// (e = `NO_FIT` if none) so that encoding at the chosen e is a `rescale`,
+/// not another division. The loop is the encoder's hottest: one division a
+/// value when it fits at the previous value's exponent.
+pub fn analyse(vals: impl Iterator<Item = u64>, w: Width, ks: &mut Vec<(i64, u8)>) -> Option<u8> {
     ks.clear();
+    let mut guess = 2u8;
+    let (mut lo, mut hi, mut misfits) = (MAX_E, 0u8, 0usize);
     for b in vals {
-        let ke = min_k(b, w, guess);
-        if let Some((_, e)) = ke {
-            guess = e;
+        let ke = match encode_one(b, guess, w) {
+            Some(k) if w == Width::F64 && (guess == 0 || k % 10 != 0) => Some((k, guess)),
+            _ => min_k(b, w, guess),
+        };
+        match ke {
+            Some((k, e)) => {
+                (lo, hi, guess) = (lo.min(e), hi.max(e), e);
+                ks.push((k, e));
+            }
+            None => {
+                misfits += 1;
+                ks.push((0, NO_FIT));
+            }
         }
-        hist[ke.map_or(MAX_E as usize + 1, |(_, e)| usize::from(e))] += 1;
-        ks.push(ke);
+    }
+    if misfits == 0 && lo >= hi {
+        return Some(if ks.is_empty() { 0 } else { hi }); // one exponent for all
+    }
+    let mut hist = [0usize; MAX_E as usize + 2];
+    for &(_, e) in ks.iter() {
+        hist[usize::from(e.min(MAX_E + 1))] += 1;
     }
     choose_hist(&hist, ks.len())
 }

@@ -62,16 +62,22 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
     a
 }
 
-/// The frame of `vals` (min, common divisor, width); `vals` must not be empty.
-pub fn frame(vals: &[i64]) -> Frame {
+/// The frame of `vals` (min, common divisor, width); `vals` must not be
+/// empty. `find_gcd = false` skips the divisor search (small columns where
+/// it cannot pay for its pass).
+pub fn frame(vals: &[i64], find_gcd: bool) -> Frame {
     let (mut min, mut max) = (vals[0], vals[0]);
     for &v in vals {
         min = min.min(v);
         max = max.max(v);
     }
     let range = max.wrapping_sub(min) as u64;
-    if range == 0 {
-        return Frame { min, g: 1, w: 0 };
+    if range == 0 || !find_gcd {
+        return Frame {
+            min,
+            g: 1,
+            w: 64 - range.leading_zeros(),
+        };
     }
     // The divisor: gcd of the first nonzero distance and the rest, with a
     // multiply-only test per value; a real `gcd` only when a value breaks it.
@@ -112,23 +118,30 @@ pub fn put(out: &mut Vec<u8>, vals: &[i64], f: Frame) {
     let start = out.len();
     let len = body_len(vals.len(), f.w);
     out.reserve(len + 16);
-    let div = Divisor::new(f.g);
     let w = f.w;
-    let mut acc: u128 = 0;
-    let mut bits = 0u32;
-    for &v in vals {
-        let d = v.wrapping_sub(f.min) as u64;
-        let p = if f.g == 1 {
-            d
-        } else {
-            div.quotient(d).expect("g divides every distance")
-        };
-        acc |= u128::from(p) << bits;
+    // A u64 accumulator: each value goes in whole, its high bits carried
+    // into the next word when it straddles one.
+    let (mut acc, mut bits) = (0u64, 0u32);
+    let mut push = |p: u64| {
+        acc |= p << bits;
         bits += w;
         if bits >= 64 {
-            out.extend_from_slice(&(acc as u64).to_le_bytes());
-            acc >>= 64;
+            out.extend_from_slice(&acc.to_le_bytes());
             bits -= 64;
+            acc = if bits == 0 { 0 } else { p >> (w - bits) };
+        }
+    };
+    if f.g == 1 {
+        for &v in vals {
+            push(v.wrapping_sub(f.min) as u64);
+        }
+    } else {
+        let div = Divisor::new(f.g);
+        for &v in vals {
+            push(
+                div.quotient(v.wrapping_sub(f.min) as u64)
+                    .expect("g divides every distance"),
+            );
         }
     }
     out.extend_from_slice(&acc.to_le_bytes()[..bits.div_ceil(8) as usize]);
@@ -159,43 +172,46 @@ pub fn get(
         });
     }
     let body = r.bytes(body_len(n, w), field)?;
-    out.reserve(n);
-    unpack(body, n, w, |p| {
-        out.push(min.wrapping_add(p.wrapping_mul(g) as i64))
-    });
+    out.resize(n, 0);
+    unpack(body, w, out);
+    if g == 1 {
+        for v in out.iter_mut() {
+            *v = min.wrapping_add(*v);
+        }
+    } else {
+        for v in out.iter_mut() {
+            *v = min.wrapping_add(v.wrapping_mul(g as i64));
+        }
+    }
     Ok(())
 }
 
-/// Call `f` with each of the `n` values of width `w` in `body`
-/// (`body.len() == body_len(n, w)`).
+/// Unpack `out.len()` values of width `w` from `body`
+/// (`body.len() == body_len(out.len(), w)`).
 #[inline]
-fn unpack(body: &[u8], n: usize, w: u32, mut f: impl FnMut(u64)) {
+fn unpack(body: &[u8], w: u32, out: &mut [i64]) {
     let mask = if w == 64 { u64::MAX } else { (1u64 << w) - 1 };
     let wz = w as usize;
     // Fast path: an unaligned 8-byte load holds any value of up to 57 bits
-    // wherever it starts; the last few values are read byte by byte.
+    // wherever it starts, for every value whose 8 bytes are in the body;
+    // the last few are read through a zero-padded copy.
     let mut i = 0usize;
-    if w <= 56 {
-        while i < n {
-            let bit = i * wz;
-            let byte = bit >> 3;
-            let Some(b8) = body.get(byte..byte + 8) else {
-                break;
-            };
-            let word = u64::from_le_bytes(b8.try_into().expect("8 bytes"));
-            f((word >> (bit & 7)) & mask);
-            i += 1;
+    if w <= 56 && body.len() >= 8 {
+        let fast = ((body.len() - 8) * 8 / wz + 1).min(out.len());
+        for (j, o) in out[..fast].iter_mut().enumerate() {
+            let bit = j * wz;
+            let b8: [u8; 8] = body[bit >> 3..(bit >> 3) + 8].try_into().expect("8 bytes");
+            *o = ((u64::from_le_bytes(b8) >> (bit & 7)) & mask) as i64;
         }
+        i = fast;
     }
-    while i < n {
-        let bit = i * wz;
+    for (j, o) in out.iter_mut().enumerate().skip(i) {
+        let bit = j * wz;
         let byte = bit >> 3;
         let mut b16 = [0u8; 16];
         let end = body.len().min(byte + 16);
         b16[..end - byte].copy_from_slice(&body[byte..end]);
-        let word = u128::from_le_bytes(b16);
-        f(((word >> (bit & 7)) as u64) & mask);
-        i += 1;
+        *o = ((u128::from_le_bytes(b16) >> (bit & 7)) as u64 & mask) as i64;
     }
 }
 
@@ -204,15 +220,17 @@ mod tests {
     use super::*;
 
     fn round_trip(vals: &[i64]) -> Frame {
-        let f = frame(vals);
-        let mut out = Vec::new();
-        put(&mut out, vals, f);
-        let mut r = Reader::new(&out);
-        let mut got = Vec::new();
-        get(&mut r, vals.len(), f.w, "x", &mut got).unwrap();
-        assert_eq!(r.remaining(), 0);
-        assert_eq!(got, vals, "frame {f:?}");
-        f
+        for gcd in [false, true] {
+            let f = frame(vals, gcd);
+            let mut out = Vec::new();
+            put(&mut out, vals, f);
+            let mut r = Reader::new(&out);
+            let mut got = Vec::new();
+            get(&mut r, vals.len(), f.w, "x", &mut got).unwrap();
+            assert_eq!(r.remaining(), 0);
+            assert_eq!(got, vals, "frame {f:?}");
+        }
+        frame(vals, true)
     }
 
     #[test]

@@ -49,7 +49,38 @@ struct Cols {
     /// Decimal exceptions, then status and flag runs, then strings.
     rest: Vec<u8>,
     /// Each value's smallest decimal (k, e) within the current run.
-    ks: Vec<Option<(i64, u8)>>,
+    ks: Vec<(i64, u8)>,
+    /// Sample indexes in tag order, and the counting sort's bucket starts.
+    order: Vec<usize>,
+    /// Source times and value words in tag order.
+    ts: Vec<i64>,
+    vs: Vec<u64>,
+    start: Vec<usize>,
+}
+
+/// `tag_order` into reused buffers.
+fn sort_by_tag(tag: &[u32], order: &mut Vec<usize>, start: &mut Vec<usize>) {
+    let n = tag.len();
+    order.clear();
+    let max = tag.iter().copied().max().unwrap_or(0) as usize;
+    if tag.is_sorted() || max > 4 * n + 1024 {
+        order.extend(tag_order(tag));
+        return;
+    }
+    start.clear();
+    start.resize(max + 2, 0);
+    for &t in tag {
+        start[t as usize + 1] += 1;
+    }
+    for i in 1..start.len() {
+        start[i] += start[i - 1];
+    }
+    order.resize(n, 0);
+    for (i, &t) in tag.iter().enumerate() {
+        let s = &mut start[t as usize];
+        order[*s] = i;
+        *s += 1;
+    }
 }
 
 impl Cols {
@@ -70,6 +101,8 @@ impl Cols {
         }
         self.floats.clear();
         self.words.clear();
+        self.ts.clear();
+        self.vs.clear();
         self.rest.clear();
     }
 }
@@ -102,8 +135,30 @@ fn encode_into(
     compress: bool,
     k: &mut Cols,
 ) -> Result<Vec<u8>, CodecError> {
+    let mut order = std::mem::take(&mut k.order);
+    sort_by_tag(c.tag, &mut order, &mut k.start);
+    let out = encode_runs(c, kinds, compress, k, &order);
+    k.order = order;
+    out
+}
+
+fn encode_runs(
+    c: &Columns<'_>,
+    kinds: &[u8],
+    compress: bool,
+    k: &mut Cols,
+    order: &[usize],
+) -> Result<Vec<u8>, CodecError> {
     let n = c.len();
-    let order = tag_order(c.tag);
+    // Gather once into tag order (contiguous, no per-push checks); the run
+    // loop below then reads slices.
+    k.latency.extend(
+        order
+            .iter()
+            .map(|&i| c.server_ns[i].wrapping_sub(c.source_ns[i])),
+    );
+    k.ts.extend(order.iter().map(|&i| c.source_ns[i]));
+    k.vs.extend(order.iter().map(|&i| c.value_bits[i]));
     let mut exc: Vec<(usize, u64)> = Vec::new();
     let (mut pos, mut prev_tag) = (0usize, 0u32);
     while pos < n {
@@ -112,26 +167,16 @@ fn encode_into(
         while end < n && c.tag[order[end]] == tag {
             end += 1;
         }
-        let idx = &order[pos..end];
+        let (ts, vals) = (&k.ts[pos..end], &k.vs[pos..end]);
         pos = end;
-        let count = idx.len();
+        let count = ts.len();
         k.tag_delta.push(i64::from(tag - prev_tag)); // ascending tags
         prev_tag = tag;
         k.count_m1.push(count as i64 - 1);
+        k.time_first.push(ts[0]);
+        k.time_rest
+            .extend(ts.windows(2).map(|w| w[1].wrapping_sub(w[0])));
 
-        let mut prev = c.source_ns[idx[0]];
-        k.time_first.push(prev);
-        for &i in &idx[1..] {
-            let t = c.source_ns[i];
-            k.time_rest.push(t.wrapping_sub(prev));
-            prev = t;
-        }
-        k.latency.extend(
-            idx.iter()
-                .map(|&i| c.server_ns[i].wrapping_sub(c.source_ns[i])),
-        );
-
-        let vals = idx.iter().map(|&i| c.value_bits[i]);
         let mut mode = match kinds.get(tag as usize).copied().unwrap_or(0) {
             kind::F64 => MODE_DEC64,
             kind::F32 => MODE_DEC32,
@@ -140,28 +185,23 @@ fn encode_into(
         };
         let mut e = 0u8;
         if matches!(mode, MODE_DEC64 | MODE_DEC32) {
-            match decimal::analyse(vals.clone(), width(mode), &mut k.ks) {
+            match decimal::analyse(vals.iter().copied(), width(mode), &mut k.ks) {
                 Some(x) => e = x,
                 None => mode = MODE_FLOAT,
             }
         }
         match mode {
             MODE_INT => {
-                let mut prev = c.value_bits[idx[0]];
-                k.int_first.push(prev as i64);
-                for &i in &idx[1..] {
-                    let v = c.value_bits[i];
-                    k.int_rest.push(v.wrapping_sub(prev) as i64);
-                    prev = v;
-                }
+                k.int_first.push(vals[0] as i64);
+                k.int_rest
+                    .extend(vals.windows(2).map(|w| w[1].wrapping_sub(w[0]) as i64));
             }
             MODE_DEC64 | MODE_DEC32 => {
                 let (first_at, rest_at) = (k.int_first.len(), k.int_rest.len());
                 exc.clear();
                 let mut prev: Option<i64> = None;
-                for (j, v) in vals.clone().enumerate() {
-                    let x = k.ks[j].and_then(|(k0, e0)| decimal::rescale(k0, e0, e));
-                    match (x, prev) {
+                for (j, (&v, &(k0, e0))) in vals.iter().zip(&k.ks).enumerate() {
+                    match (decimal::rescale(k0, e0, e), prev) {
                         (Some(x), Some(p)) => {
                             k.int_rest.push(x.wrapping_sub(p));
                             prev = Some(x);
@@ -170,7 +210,7 @@ fn encode_into(
                             k.int_first.push(x);
                             prev = Some(x);
                         }
-                        (None, _) => exc.push((j, v)),
+                        (None, _) => exc.push((j, v)), // also NO_FIT
                     }
                 }
                 if exc.len() * 4 > count {
@@ -179,7 +219,7 @@ fn encode_into(
                     k.int_first.truncate(first_at);
                     k.int_rest.truncate(rest_at);
                     mode = MODE_FLOAT;
-                    k.floats.extend(vals.map(f64::from_bits));
+                    k.floats.extend(vals.iter().map(|&v| f64::from_bits(v)));
                 } else {
                     k.exponent.push(e.into());
                     k.exceptions.push(exc.len() as i64);
@@ -191,23 +231,32 @@ fn encode_into(
                     }
                 }
             }
-            MODE_FLOAT => k.floats.extend(vals.map(f64::from_bits)),
+            MODE_FLOAT => k.floats.extend(vals.iter().map(|&v| f64::from_bits(v))),
             _ => {
-                let mut prev = 0u64;
-                for v in vals {
-                    k.words.push(v ^ prev);
-                    prev = v;
-                }
+                k.words.push(vals[0]);
+                k.words.extend(vals.windows(2).map(|w| w[1] ^ w[0]));
             }
         }
         k.mode.push(mode.into());
     }
-    put_rle(&mut k.rest, order.iter().map(|&i| c.status[i]), |o, v| {
-        put_u64(o, v.into())
-    });
-    put_rle(&mut k.rest, order.iter().map(|&i| c.flags[i]), |o, v| {
-        o.push(v)
-    });
+    // One status and one flag value for the whole chunk is the usual case:
+    // a single run, written without walking the tag order.
+    if n > 0 && c.status.iter().all(|&s| s == c.status[0]) {
+        put_u64(&mut k.rest, c.status[0].into()); // put_rle's (value, count)
+        put_u64(&mut k.rest, n as u64);
+    } else {
+        put_rle(&mut k.rest, order.iter().map(|&i| c.status[i]), |o, v| {
+            put_u64(o, v.into())
+        });
+    }
+    if n > 0 && c.flags.iter().all(|&f| f == c.flags[0]) {
+        k.rest.push(c.flags[0]);
+        put_u64(&mut k.rest, n as u64);
+    } else {
+        put_rle(&mut k.rest, order.iter().map(|&i| c.flags[i]), |o, v| {
+            o.push(v)
+        });
+    }
     for s in c.strings {
         put_u64(&mut k.rest, s.len() as u64);
         k.rest.extend_from_slice(s.as_bytes());
@@ -216,7 +265,8 @@ fn encode_into(
         return Err(CodecError::TooLarge(k.rest.len()));
     }
 
-    let mut out = Vec::with_capacity(k.rest.len() + n * 6 + 64);
+    // Room for about 10 bytes a sample: no regrowth on plant data.
+    let mut out = Vec::with_capacity(k.rest.len() + n * 10 + 256);
     out.push(VERSION);
     put_u64(&mut out, n as u64);
     put_u64(&mut out, c.strings.len() as u64);
@@ -228,7 +278,7 @@ fn encode_into(
         &k.exponent,
         &k.exceptions,
     ] {
-        column::put3(&mut out, col, DeltaSpec::NoOp)?;
+        column::put3_small(&mut out, col);
     }
     let z = if compress && k.rest.len() >= ZSTD_MIN {
         zstd_head(&k.rest)?
