@@ -152,11 +152,11 @@ pub fn put3<T: ColumnNum>(
             .sum::<usize>()
             * step
     };
-    let var = if f.w > 8 && (vals.len() < 64 || var_of(8) < packed + packed / 8) {
-        let var = var_of(1);
-        var + varint_len(var as u64)
+    let (var, var_body) = if f.w > 8 && (vals.len() < 64 || var_of(8) < packed + packed / 8) {
+        let body = var_of(1);
+        (body + varint_len(body as u64), body)
     } else {
-        usize::MAX
+        (usize::MAX, 0)
     };
     let p = if vals.len() >= PCO_MIN_N_V3 {
         let cfg = ChunkConfig::default()
@@ -174,7 +174,7 @@ pub fn put3<T: ColumnNum>(
         }
         _ if var < packed => {
             out.push(METHOD_VARINT);
-            put_u64(out, (var - varint_len(var as u64)) as u64);
+            put_u64(out, var_body as u64);
             for &v in vals {
                 put_u64(out, v.to_zigzag_u64());
             }

@@ -15,6 +15,8 @@ pub mod pack;
 mod tests;
 #[cfg(test)]
 mod tests_v2;
+#[cfg(test)]
+mod tests_v3;
 pub mod v1;
 pub mod v2;
 pub mod v3;

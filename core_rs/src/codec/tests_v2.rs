@@ -181,8 +181,8 @@ fn mutated_payloads_never_panic() {
     }
 }
 
-/// The fuzz corpus kept in the repository (tests/codec_corpus): every file
-/// decodes or fails cleanly, and so do mutations of it.
+/// The fuzz corpus kept in the repository (tests/codec_corpus, v1, v2 and
+/// v3 payloads): every file decodes or fails cleanly, and so do mutations of it.
 #[test]
 fn corpus_never_panics() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/codec_corpus");
@@ -192,6 +192,13 @@ fn corpus_never_panics() {
         .collect();
     files.sort();
     assert!(files.len() >= 10, "corpus has {} files", files.len());
+    for v in ["v1-", "v2-", "v3-"] {
+        let name = |f: &std::path::PathBuf| f.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            files.iter().any(|f| name(f).starts_with(v)),
+            "no {v} payload in the corpus"
+        );
+    }
     let mut r = Rng::new(0xc0);
     for f in files {
         let b = std::fs::read(&f).unwrap();
@@ -212,7 +219,15 @@ fn write_corpus() {
         let (c, k) = plant_chunk(&mut r, 2 + i * 5, 3 + i as i64 * 20);
         put(
             &format!("v2-plant-{i}.bin"),
-            encode_typed(&c.columns(), &k).unwrap(),
+            v2::encode(&c.columns(), &k).unwrap(),
+        );
+        put(
+            &format!("v3-plant-{i}.bin"),
+            v3::encode(&c.columns(), &k).unwrap(),
+        );
+        put(
+            &format!("v3-plant-{i}-rawrest.bin"),
+            v3::encode_with(&c.columns(), &k, false).unwrap(),
         );
         put(
             &format!("v2-plant-{i}-rawhead.bin"),
@@ -225,7 +240,11 @@ fn write_corpus() {
         let k = random_kinds(&mut r, 25);
         put(
             &format!("v2-random-{i}.bin"),
-            encode_typed(&c.columns(), &k).unwrap(),
+            v2::encode(&c.columns(), &k).unwrap(),
+        );
+        put(
+            &format!("v3-random-{i}.bin"),
+            v3::encode(&c.columns(), &k).unwrap(),
         );
         put(
             &format!("v1-random-{i}.bin"),
