@@ -183,6 +183,23 @@ fn encode_runs(
             kind::INT | kind::UINT | kind::BOOL | kind::STRING | kind::TIME => MODE_INT,
             _ => MODE_WORD,
         };
+        if count == 1 && matches!(mode, MODE_DEC64 | MODE_DEC32) {
+            // One sample (most tags in a 1 s window): what `analyse` would
+            // choose, without its per-run work.
+            match decimal::min_k(vals[0], width(mode), 2) {
+                Some((x, e)) => {
+                    k.int_first.push(x);
+                    k.exponent.push(e.into());
+                    k.exceptions.push(0);
+                }
+                None => {
+                    mode = MODE_FLOAT;
+                    k.floats.push(f64::from_bits(vals[0]));
+                }
+            }
+            k.mode.push(mode.into());
+            continue;
+        }
         let mut e = 0u8;
         if matches!(mode, MODE_DEC64 | MODE_DEC32) {
             match decimal::analyse(vals.iter().copied(), width(mode), &mut k.ks) {
@@ -539,6 +556,24 @@ pub fn decode(payload: &[u8]) -> Result<Chunk, CodecError> {
     out.value_bits.reserve_exact(n);
     let (mut tr, mut fi, mut ir, mut fl, mut wi) = (0usize, 0usize, 0usize, 0usize, 0usize);
     for (j, run) in runs.iter().enumerate() {
+        if run.count == 1 {
+            // One sample (most runs of a 1 s window): no per-run loops. A
+            // decimal run of one has no exception (`read_runs` checks).
+            out.tag.push(run.tag);
+            out.source_ns.push(time_first[j]);
+            out.value_bits.push(match run.mode {
+                MODE_INT => int_first[fi] as u64,
+                MODE_DEC64 | MODE_DEC32 => decimal::decode(int_first[fi], run.e, width(run.mode)),
+                MODE_FLOAT => floats[fl].to_bits(),
+                _ => words[wi],
+            });
+            match run.mode {
+                MODE_INT | MODE_DEC64 | MODE_DEC32 => fi += 1,
+                MODE_FLOAT => fl += 1,
+                _ => wi += 1,
+            }
+            continue;
+        }
         out.tag.extend(std::iter::repeat_n(run.tag, run.count));
         let mut t = time_first[j];
         out.source_ns.push(t);
