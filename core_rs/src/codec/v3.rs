@@ -2,13 +2,13 @@
 //! coding, made fast for short (1 s) flush windows.
 //!
 //! Same per-tag choices as v2 (tag runs, value modes, decimal floats), but
-//! every column, the tag runs included, goes through `column::put3`: a
-//! frame-of-reference bit packing (`pack`) unless varints or, on long
-//! columns, pco are smaller. Each run's first time and first value get their
-//! own columns (absolute, so their frame spans one window, not two), which
-//! keeps the per-sample deltas narrow. Only the small irregular part
-//! (decimal exceptions, status and flag runs, strings) is a byte block,
-//! zstd'd only when it is large enough to pay.
+//! every column is a frame-of-reference bit packing (`pack`): the per-run
+//! columns always (`column::put3_small`), the others unless varints or, on
+//! long columns, pco are smaller (`column::put3`). Each run's first time and
+//! first value get their own columns (absolute, so their frame spans one
+//! window, not two), which keeps the per-sample deltas narrow. Only the small
+//! irregular part (decimal exceptions, status and flag runs, strings) is a
+//! byte block, zstd'd only when it is large enough to pay.
 
 use pco::DeltaSpec;
 
