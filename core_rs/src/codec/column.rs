@@ -22,6 +22,9 @@ const PCO_LEVEL: usize = 4;
 /// v3 tries pco only from this many values: below it pco saves a few percent
 /// at ten times the cost (1 s windows; docs/codec.md has the figures).
 pub const PCO_MIN_N_V3: usize = 4096;
+/// ... and from this many when the packed frame is wide (16 bits or more: a
+/// time column mixing several sampling periods, which pco's bins separate).
+pub const PCO_WIDE_N_V3: usize = 512;
 
 /// The number types a column holds; pco models each differently (f64 gets
 /// its float modes, e.g. decimal multiples).
@@ -158,7 +161,7 @@ pub fn put3<T: ColumnNum>(
     } else {
         (usize::MAX, 0)
     };
-    let p = if vals.len() >= PCO_MIN_N_V3 {
+    let p = if vals.len() >= PCO_MIN_N_V3 || (vals.len() >= PCO_WIDE_N_V3 && f.w >= 16) {
         let cfg = ChunkConfig::default()
             .with_compression_level(PCO_LEVEL)
             .with_delta_spec(delta);
@@ -322,6 +325,18 @@ mod tests {
         put3(&mut b, &long, DeltaSpec::NoOp).unwrap();
         assert_eq!(b[0], METHOD_PCO);
         assert_eq!(read(&b, long.len()), long);
+        // Shorter but wide (several sampling periods): pco as well; narrow: packed.
+        let wide: Vec<i64> = long[..PCO_WIDE_N_V3].to_vec();
+        b.clear();
+        put3(&mut b, &wide, DeltaSpec::NoOp).unwrap();
+        assert_eq!(b[0], METHOD_PCO);
+        assert_eq!(read(&b, wide.len()), wide);
+        let narrow: Vec<i64> = (0..PCO_WIDE_N_V3 as i64)
+            .map(|i| (i * 7919) % 20_000)
+            .collect();
+        b.clear();
+        put3(&mut b, &narrow, DeltaSpec::NoOp).unwrap();
+        assert_eq!(b[0], METHOD_PACK + 15);
         // Nothing for an empty column.
         b.clear();
         put3::<i64>(&mut b, &[], DeltaSpec::NoOp).unwrap();
