@@ -1,34 +1,59 @@
-//! One numeric column of a v2 chunk: the encoder picks, per column, the
-//! smaller of zigzag varints and pco (the pcodec crate), and writes a method
-//! byte so the decoder knows which it got. Tiny columns skip pco (its header
-//! outweighs the data).
+//! One numeric column of a v2 or v3 chunk: the encoder picks, per column,
+//! the smallest of zigzag varints, pco (the pcodec crate) and (v3 only)
+//! frame-of-reference bit packing (`pack`), and writes a method byte so the
+//! decoder knows which it got. Tiny columns skip pco (its header outweighs the
+//! data); in v3 so do short ones, where packing is close in size and much faster.
 
 use pco::standalone::{simple_compress, simple_decompress_into};
 use pco::{ChunkConfig, DeltaSpec};
 
+use super::pack;
 use super::varint::{put_u64, Reader};
 use super::CodecError;
 
 pub const METHOD_VARINT: u8 = 0;
 pub const METHOD_PCO: u8 = 1;
+/// v3: method `METHOD_PACK + w` is a `pack` frame of width `w` (0..=64).
+pub const METHOD_PACK: u8 = 2;
 /// Below this many values pco's header costs more than it saves.
 const PCO_MIN_N: usize = 32;
 /// pco level: 4 is close to the default 8 on plant data and much faster.
 const PCO_LEVEL: usize = 4;
+/// v3 tries pco only from this many values: below it pco saves a few percent
+/// at ten times the cost (1 s windows; docs/codec.md has the figures).
+pub const PCO_MIN_N_V3: usize = 4096;
+/// ... and from this many when the packed frame is wide (16 bits or more: a
+/// time column mixing several sampling periods, which pco's bins separate).
+pub const PCO_WIDE_N_V3: usize = 512;
 
 /// The number types a column holds; pco models each differently (f64 gets
 /// its float modes, e.g. decimal multiples).
 pub trait ColumnNum: pco::data_types::Number + Copy + Default {
     fn to_zigzag_u64(self) -> u64;
+    fn as_i64s(vals: &[Self]) -> std::borrow::Cow<'_, [i64]> {
+        std::borrow::Cow::Owned(vals.iter().map(|v| v.to_i64()).collect())
+    }
     fn from_zigzag_u64(v: u64) -> Self;
+    /// The same 64 bits as an i64 (what `pack` frames).
+    fn to_i64(self) -> i64;
+    fn from_i64(v: i64) -> Self;
 }
 
 impl ColumnNum for i64 {
+    fn as_i64s(vals: &[Self]) -> std::borrow::Cow<'_, [i64]> {
+        std::borrow::Cow::Borrowed(vals)
+    }
     fn to_zigzag_u64(self) -> u64 {
         super::varint::zigzag(self)
     }
     fn from_zigzag_u64(v: u64) -> Self {
         super::varint::unzigzag(v)
+    }
+    fn to_i64(self) -> i64 {
+        self
+    }
+    fn from_i64(v: i64) -> Self {
+        v
     }
 }
 
@@ -39,6 +64,12 @@ impl ColumnNum for u64 {
     fn from_zigzag_u64(v: u64) -> Self {
         v
     }
+    fn to_i64(self) -> i64 {
+        self as i64
+    }
+    fn from_i64(v: i64) -> Self {
+        v as u64
+    }
 }
 
 impl ColumnNum for f64 {
@@ -48,6 +79,12 @@ impl ColumnNum for f64 {
     }
     fn from_zigzag_u64(v: u64) -> Self {
         f64::from_bits(v.swap_bytes())
+    }
+    fn to_i64(self) -> i64 {
+        self.to_bits() as i64
+    }
+    fn from_i64(v: i64) -> Self {
+        f64::from_bits(v as u64)
     }
 }
 
@@ -87,6 +124,108 @@ pub fn put<T: ColumnNum>(
     Ok(())
 }
 
+fn varint_len(v: u64) -> usize {
+    // ceil(bits / 7) for bits in 1..=64, without a division.
+    ((9 * (64 - (v | 1).leading_zeros()) + 64) / 64) as usize
+}
+
+/// v3: append the column as the smallest of a `pack` frame, varints and
+/// (long columns only) pco. An empty column takes no bytes at all.
+pub fn put3<T: ColumnNum>(
+    out: &mut Vec<u8>,
+    vals: &[T],
+    delta: DeltaSpec,
+) -> Result<(), CodecError> {
+    if vals.is_empty() {
+        return Ok(());
+    }
+    let ints: std::borrow::Cow<'_, [i64]> = T::as_i64s(vals);
+    let f = pack::frame(&ints, true);
+    let packed = pack::body_len(vals.len(), f.w)
+        + varint_len(super::varint::zigzag(f.min))
+        + if f.w > 0 { varint_len(f.g) } else { 0 };
+    // Varints take 8 bits or more a value: they can only win on wide frames
+    // (skewed columns: mostly small, a few large).
+    // An estimate from every 8th value first: the exact sum only when
+    // varints look close.
+    let var_of = |step: usize| -> usize {
+        vals.iter()
+            .step_by(step)
+            .map(|v| varint_len(v.to_zigzag_u64()))
+            .sum::<usize>()
+            * step
+    };
+    let (var, var_body) = if f.w > 8 && (vals.len() < 64 || var_of(8) < packed + packed / 8) {
+        let body = var_of(1);
+        (body + varint_len(body as u64), body)
+    } else {
+        (usize::MAX, 0)
+    };
+    let p = if vals.len() >= PCO_MIN_N_V3 || (vals.len() >= PCO_WIDE_N_V3 && f.w >= 16) {
+        let cfg = ChunkConfig::default()
+            .with_compression_level(PCO_LEVEL)
+            .with_delta_spec(delta);
+        Some(simple_compress(vals, &cfg).map_err(|e| pco_err("column", 0, e))?)
+    } else {
+        None
+    };
+    match p {
+        Some(p) if p.len() + varint_len(p.len() as u64) < packed.min(var) => {
+            out.push(METHOD_PCO);
+            put_u64(out, p.len() as u64);
+            out.extend_from_slice(&p);
+        }
+        _ if var < packed => {
+            out.push(METHOD_VARINT);
+            put_u64(out, var_body as u64);
+            for &v in vals {
+                put_u64(out, v.to_zigzag_u64());
+            }
+        }
+        _ => {
+            out.push(METHOD_PACK + f.w as u8);
+            pack::put(out, &ints, f);
+        }
+    }
+    Ok(())
+}
+
+/// v3: a small column (one value per tag run: tag deltas, counts, modes)
+/// always packed, without the divisor search: cheap where it is cheap anyway.
+pub fn put3_small(out: &mut Vec<u8>, vals: &[i64]) {
+    if vals.is_empty() {
+        return;
+    }
+    let f = pack::frame(vals, false);
+    out.push(METHOD_PACK + f.w as u8);
+    pack::put(out, vals, f);
+}
+
+/// v3: read a column of exactly `n` values written by `put3` or `put3_small`.
+pub fn get3<T: ColumnNum>(
+    r: &mut Reader<'_>,
+    n: usize,
+    field: &'static str,
+) -> Result<Vec<T>, CodecError> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let at = r.pos();
+    match r.u8(field)? {
+        m @ METHOD_PACK..=66 => {
+            let mut out = Vec::new();
+            pack::get(r, n, u32::from(m - METHOD_PACK), field, &mut out)?;
+            Ok(out.into_iter().map(T::from_i64).collect())
+        }
+        m @ (METHOD_VARINT | METHOD_PCO) => get_body(r, m, at, n, field),
+        m => Err(CodecError::Invalid {
+            field,
+            offset: at,
+            msg: format!("unknown column method {m}"),
+        }),
+    }
+}
+
 /// Read a column of exactly `n` values written by `put`.
 pub fn get<T: ColumnNum>(
     r: &mut Reader<'_>,
@@ -95,21 +234,27 @@ pub fn get<T: ColumnNum>(
 ) -> Result<Vec<T>, CodecError> {
     let at = r.pos();
     let method = r.u8(field)?;
+    get_body(r, method, at, n, field)
+}
+
+/// The varint or pco body of a column whose method byte (at `at`) was read.
+fn get_body<T: ColumnNum>(
+    r: &mut Reader<'_>,
+    method: u8,
+    at: usize,
+    n: usize,
+    field: &'static str,
+) -> Result<Vec<T>, CodecError> {
     let len = r.varint_max(field, r.remaining() as u64)? as usize;
     let body = r.bytes(len, field)?;
     match method {
         METHOD_VARINT => {
-            let mut br = Reader::new(body);
             let mut out = Vec::with_capacity(n.min(body.len()));
-            for _ in 0..n {
-                out.push(T::from_zigzag_u64(
-                    br.varint(field)
-                        .map_err(|_| CodecError::Truncated { field, offset: at })?,
-                ));
-            }
-            if br.remaining() != 0 {
+            let used = super::varint::read_n(body, n, |v| out.push(T::from_zigzag_u64(v)))
+                .ok_or(CodecError::Truncated { field, offset: at })?;
+            if used != body.len() {
                 return Err(CodecError::Trailing {
-                    extra: br.remaining(),
+                    extra: body.len() - used,
                     offset: at,
                 });
             }
@@ -132,5 +277,69 @@ pub fn get<T: ColumnNum>(
             offset: at,
             msg: format!("unknown column method {m}"),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varint_len_matches_the_writer() {
+        for bits in 0..64 {
+            for v in [1u64 << bits, (1u64 << bits) - 1, u64::MAX >> (63 - bits)] {
+                let mut b = Vec::new();
+                put_u64(&mut b, v);
+                assert_eq!(varint_len(v), b.len(), "{v}");
+            }
+        }
+    }
+
+    #[test]
+    fn v3_picks_the_smallest_coding() {
+        let read = |b: &[u8], n| get3::<i64>(&mut Reader::new(b), n, "x").unwrap();
+        // Narrow: packed. Constant: no body at all.
+        let narrow: Vec<i64> = (0..100).map(|i| 1000 + i % 7).collect();
+        let mut b = Vec::new();
+        put3(&mut b, &narrow, DeltaSpec::NoOp).unwrap();
+        assert_eq!(b[0], METHOD_PACK + 3);
+        assert_eq!(read(&b, 100), narrow);
+        b.clear();
+        put3(&mut b, &[5i64; 40], DeltaSpec::NoOp).unwrap();
+        assert_eq!(b, [METHOD_PACK, 10]);
+        // Skewed (mostly tiny, one huge): varints.
+        let skewed: Vec<i64> = (0..100)
+            .map(|i| if i == 50 { 1 << 60 } else { i % 3 })
+            .collect();
+        b.clear();
+        put3(&mut b, &skewed, DeltaSpec::NoOp).unwrap();
+        assert_eq!(b[0], METHOD_VARINT);
+        assert_eq!(read(&b, 100), skewed);
+        // Long and multi-modal: pco.
+        let long: Vec<i64> = (0..PCO_MIN_N_V3 as i64)
+            .map(|i| {
+                [100_000_000, 250_000_000, 1_000_000_000][i as usize % 3] + (i * 7919) % 20_000
+            })
+            .collect();
+        b.clear();
+        put3(&mut b, &long, DeltaSpec::NoOp).unwrap();
+        assert_eq!(b[0], METHOD_PCO);
+        assert_eq!(read(&b, long.len()), long);
+        // Shorter but wide (several sampling periods): pco as well; narrow: packed.
+        let wide: Vec<i64> = long[..PCO_WIDE_N_V3].to_vec();
+        b.clear();
+        put3(&mut b, &wide, DeltaSpec::NoOp).unwrap();
+        assert_eq!(b[0], METHOD_PCO);
+        assert_eq!(read(&b, wide.len()), wide);
+        let narrow: Vec<i64> = (0..PCO_WIDE_N_V3 as i64)
+            .map(|i| (i * 7919) % 20_000)
+            .collect();
+        b.clear();
+        put3(&mut b, &narrow, DeltaSpec::NoOp).unwrap();
+        assert_eq!(b[0], METHOD_PACK + 15);
+        // Nothing for an empty column.
+        b.clear();
+        put3::<i64>(&mut b, &[], DeltaSpec::NoOp).unwrap();
+        assert!(b.is_empty());
     }
 }

@@ -54,22 +54,77 @@ pub fn encode_one(bits: u64, e: u8, w: Width) -> Option<i64> {
 }
 
 /// Smallest e at which `bits` round-trips, if any.
+#[cfg(test)]
 fn min_exponent(bits: u64, w: Width) -> Option<u8> {
-    (0..=MAX_E).find(|&e| encode_one(bits, e, w).is_some())
+    min_k(bits, w, 0).map(|(_, e)| e)
 }
 
-/// The exponent for a tag's values and how many would be exceptions, or None
-/// when too many values are not decimal for the mode to pay.
-pub fn choose(vals: impl Iterator<Item = u64> + Clone, w: Width) -> Option<u8> {
-    let mut hist = [0usize; MAX_E as usize + 2]; // last slot: never fits
-    let mut n = 0usize;
-    for b in vals {
-        let slot = min_exponent(b, w).map_or(MAX_E as usize + 1, usize::from);
-        hist[slot] += 1;
-        n += 1;
+/// The smallest exponent at which `bits` round-trips, with its k. The search
+/// starts at `guess` (the previous value's: a tag's values mostly share it),
+/// goes up to the first fit, and below the guess only when nothing fits above
+/// (k outgrew 2^53 there). Then, for f64, each trailing decimal zero of k is
+/// one digit less: k/10 at e - 1 is the same rational, so the same double.
+/// One or two divisions per value instead of one per exponent tried.
+pub fn min_k(bits: u64, w: Width, guess: u8) -> Option<(i64, u8)> {
+    let g = guess.min(MAX_E);
+    let (mut k, mut e) = match encode_one(bits, g, w) {
+        Some(k) => (k, g),
+        None => (g + 1..=MAX_E)
+            .chain(0..g)
+            .find_map(|e| encode_one(bits, e, w).map(|k| (k, e)))?,
+    };
+    match w {
+        Width::F64 => {
+            while e > 0 && k % 10 == 0 {
+                k /= 10;
+                e -= 1;
+            }
+        }
+        // Many k round to one f32: walk down while a smaller e still fits.
+        Width::F32 => {
+            while let Some(k1) = e.checked_sub(1).and_then(|e1| encode_one(bits, e1, w)) {
+                (k, e) = (k1, e - 1);
+            }
+        }
     }
+    Some((k, e))
+}
+
+const POW10_I: [i64; MAX_E as usize + 1] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+    1_000_000_000,
+    10_000_000_000,
+    100_000_000_000,
+    1_000_000_000_000,
+];
+
+/// k at exponent `e` of a value that is `k0` at `e0 <= e`: k0 * 10^(e - e0)
+/// is the same rational, so `decode` gives the same double, as long as it is
+/// an exact f64 (|k| <= 2^53).
+#[inline]
+pub fn rescale(k0: i64, e0: u8, e: u8) -> Option<i64> {
+    let k = k0.checked_mul(*POW10_I.get(usize::from(e.checked_sub(e0)?))?)?;
+    (k.unsigned_abs() <= 1 << 53).then_some(k)
+}
+
+/// The exponent for values whose smallest exponents are counted in `hist`
+/// (last slot: never fits), or None when too many values are not decimal
+/// for the mode to pay.
+fn choose_hist(hist: &[usize; MAX_E as usize + 2], n: usize) -> Option<u8> {
     if n == 0 {
         return Some(0);
+    }
+    // All values at one exponent (a tag's usual case): that one, or none.
+    if let Some(e) = hist.iter().position(|&h| h == n) {
+        return (e <= MAX_E as usize).then_some(e as u8);
     }
     let mut best: Option<(f64, u8)> = None;
     let mut fit = 0usize;
@@ -84,6 +139,58 @@ pub fn choose(vals: impl Iterator<Item = u64> + Clone, w: Width) -> Option<u8> {
     let fit: usize = hist[..=e as usize].iter().sum();
     // Mostly not decimal (noisy derived values): the plain float column wins.
     (fit * 4 >= n * 3).then_some(e)
+}
+
+/// The exponent for a tag's values and how many would be exceptions, or None
+/// when too many values are not decimal for the mode to pay.
+pub fn choose(vals: impl Iterator<Item = u64> + Clone, w: Width) -> Option<u8> {
+    let mut hist = [0usize; MAX_E as usize + 2];
+    let mut n = 0usize;
+    let mut guess = 2;
+    for b in vals {
+        let e = min_k(b, w, guess).map(|(_, e)| e);
+        guess = e.unwrap_or(guess);
+        hist[e.map_or(MAX_E as usize + 1, usize::from)] += 1;
+        n += 1;
+    }
+    choose_hist(&hist, n)
+}
+
+/// `ks` entry of a value that is not decimal at any exponent.
+pub const NO_FIT: u8 = u8::MAX;
+
+/// `choose` over every value, keeping each one's smallest (k, e) in `ks`
+/// (e = `NO_FIT` if none) so that encoding at the chosen e is a `rescale`,
+/// not another division. The loop is the encoder's hottest: one division a
+/// value when it fits at the previous value's exponent.
+pub fn analyse(vals: impl Iterator<Item = u64>, w: Width, ks: &mut Vec<(i64, u8)>) -> Option<u8> {
+    ks.clear();
+    let mut guess = 2u8;
+    let (mut lo, mut hi, mut misfits) = (MAX_E, 0u8, 0usize);
+    for b in vals {
+        let ke = match encode_one(b, guess, w) {
+            Some(k) if w == Width::F64 && (guess == 0 || k % 10 != 0) => Some((k, guess)),
+            _ => min_k(b, w, guess),
+        };
+        match ke {
+            Some((k, e)) => {
+                (lo, hi, guess) = (lo.min(e), hi.max(e), e);
+                ks.push((k, e));
+            }
+            None => {
+                misfits += 1;
+                ks.push((0, NO_FIT));
+            }
+        }
+    }
+    if misfits == 0 && lo >= hi {
+        return Some(if ks.is_empty() { 0 } else { hi }); // one exponent for all
+    }
+    let mut hist = [0usize; MAX_E as usize + 2];
+    for &(_, e) in ks.iter() {
+        hist[usize::from(e.min(MAX_E + 1))] += 1;
+    }
+    choose_hist(&hist, ks.len())
 }
 
 #[cfg(test)]
@@ -107,6 +214,44 @@ mod tests {
         assert_eq!(min_exponent(f, Width::F64), None);
         assert_eq!(min_exponent(f, Width::F32), Some(1));
         assert_eq!(decode(1, 1, Width::F32), f);
+    }
+
+    #[test]
+    fn search_from_a_guess_matches_the_scan() {
+        let scan = |b: u64, w| (0..=MAX_E).find(|&e| encode_one(b, e, w).is_some());
+        let vals = [
+            0.0,
+            1.0,
+            23.45,
+            -0.5,
+            0.001,
+            1e-12,
+            123456.789,
+            0.1,
+            1e300,
+            f64::NAN,
+            7.25e-3,
+        ];
+        for v in vals {
+            for w in [Width::F64, Width::F32] {
+                let b = match w {
+                    Width::F64 => v.to_bits(),
+                    Width::F32 => f64::from(v as f32).to_bits(),
+                };
+                for guess in 0..=MAX_E + 3 {
+                    let got = min_k(b, w, guess);
+                    assert_eq!(got.map(|(_, e)| e), scan(b, w), "{v} {w:?} {guess}");
+                    if let Some((k, e)) = got {
+                        assert_eq!(decode(k, e, w), b);
+                        for up in e..=MAX_E {
+                            if let Some(k2) = rescale(k, e, up) {
+                                assert_eq!(decode(k2, up, w), b, "{v} at {up}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

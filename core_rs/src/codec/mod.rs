@@ -2,23 +2,28 @@
 //!
 //! The layout is versioned by its first byte; decoders keep reading every
 //! version they ever wrote (see docs/format.md). `v1` holds the v1 layout,
-//! `v2` the typed layout the encoder writes now (docs/codec.md says why).
+//! `v2` the typed layout, `v3` the same typing with fast bit-packed columns,
+//! which the encoder writes now (docs/codec.md says why).
 
 use thiserror::Error;
 
 pub mod column;
 pub mod decimal;
 pub mod lossy;
+pub mod pack;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_v2;
+#[cfg(test)]
+mod tests_v3;
 pub mod v1;
 pub mod v2;
+pub mod v3;
 pub mod varint;
 
 /// The version `encode` writes.
-pub const CODEC_VERSION: u8 = 2;
+pub const CODEC_VERSION: u8 = 3;
 
 /// Per-tag type hints for the encoder (a u8 per tag index). A hint only
 /// steers the choice of coding; every value round-trips whatever its hint.
@@ -218,12 +223,12 @@ pub fn canonical(c: &Columns<'_>) -> Result<Chunk, CodecError> {
 
 /// Encode a chunk with the current codec version, without type hints.
 pub fn encode(c: &Columns<'_>) -> Result<Vec<u8>, CodecError> {
-    v2::encode(c, &[])
+    v3::encode(c, &[])
 }
 
 /// Encode with `kinds[tag]` (see `kind`) telling the encoder each tag's type.
 pub fn encode_typed(c: &Columns<'_>, kinds: &[u8]) -> Result<Vec<u8>, CodecError> {
-    v2::encode(c, kinds)
+    v3::encode(c, kinds)
 }
 
 /// Decode a DATA payload of any supported codec version.
@@ -232,6 +237,7 @@ pub fn decode(payload: &[u8]) -> Result<Chunk, CodecError> {
         None => Err(CodecError::Empty),
         Some(1) => v1::decode(payload),
         Some(2) => v2::decode(payload),
+        Some(3) => v3::decode(payload),
         Some(&v) => Err(CodecError::UnsupportedVersion(v)),
     }
 }

@@ -5,14 +5,14 @@ use super::*;
 use crate::testutil::Rng;
 
 fn round_trip(c: &Chunk, kinds: &[u8]) -> Vec<u8> {
-    let enc = encode_typed(&c.columns(), kinds).unwrap();
+    let enc = v2::encode(&c.columns(), kinds).unwrap();
     assert_eq!(enc[0], 2);
     let dec = decode(&enc).unwrap_or_else(|e| panic!("decode failed: {e}"));
     assert_eq!(dec, canonical(&c.columns()).unwrap());
     enc
 }
 
-fn random_kinds(r: &mut Rng, n: usize) -> Vec<u8> {
+pub(super) fn random_kinds(r: &mut Rng, n: usize) -> Vec<u8> {
     (0..n).map(|_| r.below(9) as u8).collect() // 8 = not a kind: unknown
 }
 
@@ -122,7 +122,7 @@ fn plant_data_beats_v1_by_far() {
     assert!(per < 2.0, "{per:.2} bytes/sample");
     assert!(v2 * 2 < v1, "v2 {v2} bytes, v1 {v1}");
     // Hints matter: untyped words cost more.
-    assert!(v2 < encode(&c.columns()).unwrap().len());
+    assert!(v2 < v2::encode(&c.columns(), &[]).unwrap().len());
 }
 
 #[test]
@@ -135,7 +135,7 @@ fn oversized_and_bad_headers_are_refused() {
     // A head that declares more than it holds.
     assert!(decode(&[2, 0, 0, 0, 5, 5, 1]).is_err());
     // A valid head followed by an unknown column method.
-    let mut ok = encode(&Chunk::default().columns()).unwrap();
+    let mut ok = v2::encode(&Chunk::default().columns(), &[]).unwrap();
     let n = ok.len();
     ok[n - 2] = 7;
     assert!(decode(&ok)
@@ -144,7 +144,7 @@ fn oversized_and_bad_headers_are_refused() {
         .contains("unknown column method 7"));
 }
 
-fn mutate_and_decode(r: &mut Rng, enc: &[u8], rounds: usize) {
+pub(super) fn mutate_and_decode(r: &mut Rng, enc: &[u8], rounds: usize) {
     for cut in 0..enc.len().min(48) {
         assert!(decode(&enc[..cut]).is_err());
     }
@@ -174,15 +174,15 @@ fn mutated_payloads_never_panic() {
             let n = r.below(400) as usize;
             (random_chunk(&mut r, n), random_kinds(&mut r, 25))
         };
-        let enc = encode_typed(&c.columns(), &k).unwrap();
+        let enc = v2::encode(&c.columns(), &k).unwrap();
         mutate_and_decode(&mut r, &enc, 150);
         let raw = v2::encode_with(&c.columns(), &k, false).unwrap();
         mutate_and_decode(&mut r, &raw, 150);
     }
 }
 
-/// The fuzz corpus kept in the repository (tests/codec_corpus): every file
-/// decodes or fails cleanly, and so do mutations of it.
+/// The fuzz corpus kept in the repository (tests/codec_corpus, v1, v2 and
+/// v3 payloads): every file decodes or fails cleanly, and so do mutations of it.
 #[test]
 fn corpus_never_panics() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/codec_corpus");
@@ -192,6 +192,13 @@ fn corpus_never_panics() {
         .collect();
     files.sort();
     assert!(files.len() >= 10, "corpus has {} files", files.len());
+    for v in ["v1-", "v2-", "v3-"] {
+        let name = |f: &std::path::PathBuf| f.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            files.iter().any(|f| name(f).starts_with(v)),
+            "no {v} payload in the corpus"
+        );
+    }
     let mut r = Rng::new(0xc0);
     for f in files {
         let b = std::fs::read(&f).unwrap();
@@ -212,7 +219,15 @@ fn write_corpus() {
         let (c, k) = plant_chunk(&mut r, 2 + i * 5, 3 + i as i64 * 20);
         put(
             &format!("v2-plant-{i}.bin"),
-            encode_typed(&c.columns(), &k).unwrap(),
+            v2::encode(&c.columns(), &k).unwrap(),
+        );
+        put(
+            &format!("v3-plant-{i}.bin"),
+            v3::encode(&c.columns(), &k).unwrap(),
+        );
+        put(
+            &format!("v3-plant-{i}-rawrest.bin"),
+            v3::encode_with(&c.columns(), &k, false).unwrap(),
         );
         put(
             &format!("v2-plant-{i}-rawhead.bin"),
@@ -225,7 +240,11 @@ fn write_corpus() {
         let k = random_kinds(&mut r, 25);
         put(
             &format!("v2-random-{i}.bin"),
-            encode_typed(&c.columns(), &k).unwrap(),
+            v2::encode(&c.columns(), &k).unwrap(),
+        );
+        put(
+            &format!("v3-random-{i}.bin"),
+            v3::encode(&c.columns(), &k).unwrap(),
         );
         put(
             &format!("v1-random-{i}.bin"),

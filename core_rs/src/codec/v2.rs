@@ -21,8 +21,8 @@ pub const VERSION: u8 = 2;
 /// 160 MiB at the limit) whatever the header says. A 1 s window at 100k
 /// values/s is 100k samples.
 pub const MAX_SAMPLES: usize = 1 << 22;
-const HEAD_NONE: u8 = 0;
-const HEAD_ZSTD: u8 = 1;
+pub(super) const HEAD_NONE: u8 = 0;
+pub(super) const HEAD_ZSTD: u8 = 1;
 const ZSTD_LEVEL: i32 = 3;
 
 /// How one tag's values are stored.
@@ -41,7 +41,7 @@ struct Run {
     exceptions: Vec<(usize, u64)>,
 }
 
-fn width(mode: u8) -> Width {
+pub(super) fn width(mode: u8) -> Width {
     if mode == MODE_DEC32 {
         Width::F32
     } else {
@@ -50,7 +50,7 @@ fn width(mode: u8) -> Width {
 }
 
 /// Pick a tag's mode from its kind hint and, for floats, from its values.
-fn choose_mode(k: u8, vals: impl Iterator<Item = u64> + Clone) -> (u8, u8) {
+pub(super) fn choose_mode(k: u8, vals: impl Iterator<Item = u64> + Clone) -> (u8, u8) {
     match k {
         kind::F64 => decimal::choose(vals, Width::F64).map_or((MODE_FLOAT, 0), |e| (MODE_DEC64, e)),
         kind::F32 => decimal::choose(vals, Width::F32).map_or((MODE_FLOAT, 0), |e| (MODE_DEC32, e)),
@@ -227,7 +227,7 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-fn zstd_head(head: &[u8]) -> Result<Vec<u8>, CodecError> {
+pub(super) fn zstd_head(head: &[u8]) -> Result<Vec<u8>, CodecError> {
     let err = |e: std::io::Error| CodecError::Zstd(e.to_string());
     ZSTD.with(|z| {
         let mut z = z.borrow_mut();
@@ -238,7 +238,7 @@ fn zstd_head(head: &[u8]) -> Result<Vec<u8>, CodecError> {
     })
 }
 
-fn invalid(field: &'static str, offset: usize, msg: String) -> CodecError {
+pub(super) fn invalid(field: &'static str, offset: usize, msg: String) -> CodecError {
     CodecError::Invalid { field, offset, msg }
 }
 

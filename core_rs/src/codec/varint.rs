@@ -23,6 +23,35 @@ pub fn put_i64(out: &mut Vec<u8>, v: i64) {
     put_u64(out, zigzag(v));
 }
 
+/// Decode `n` varints from the start of `buf` into `f`, the column hot loop
+/// (no per-byte `Result`): the bytes used, or None if `buf` ends early or a
+/// varint is malformed (the same rule as `Reader::varint`).
+#[inline]
+pub fn read_n(buf: &[u8], n: usize, mut f: impl FnMut(u64)) -> Option<usize> {
+    let mut p = 0usize;
+    for _ in 0..n {
+        let mut v = 0u64;
+        let mut i = 0u32;
+        loop {
+            let b = *buf.get(p)?;
+            p += 1;
+            if i == 9 && b > 1 {
+                return None;
+            }
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                break;
+            }
+            i += 1;
+            if i == 10 {
+                return None;
+            }
+        }
+        f(v);
+    }
+    Some(p)
+}
+
 /// Cursor over a byte slice; every read is bounds-checked.
 pub struct Reader<'a> {
     buf: &'a [u8],
@@ -139,6 +168,22 @@ mod tests {
             assert_eq!(r.varint("x").unwrap(), *v);
             assert_eq!(r.remaining(), 0);
         }
+    }
+
+    #[test]
+    fn read_n_agrees_with_the_reader() {
+        let mut b = Vec::new();
+        let vals = [0u64, 1, 127, 128, 300, 1 << 40, u64::MAX];
+        for &v in &vals {
+            put_u64(&mut b, v);
+        }
+        let mut got = Vec::new();
+        assert_eq!(read_n(&b, vals.len(), |v| got.push(v)), Some(b.len()));
+        assert_eq!(got, vals);
+        assert_eq!(read_n(&b[..b.len() - 1], vals.len(), |_| ()), None);
+        assert_eq!(read_n(&[0xff; 10], 1, |_| ()), None);
+        assert_eq!(read_n(&[0xff; 11], 1, |_| ()), None);
+        assert_eq!(read_n(&[5, 6], 1, |_| ()), Some(1));
     }
 
     #[test]

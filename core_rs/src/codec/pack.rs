@@ -1,0 +1,304 @@
+//! Frame-of-reference bit packing: the fast column coding of codec v3.
+//!
+//! A column of integers is stored as its minimum, a common divisor `g` of
+//! every value's distance from that minimum (timestamps at 100 ns or 1 us
+//! resolution, decimal steps), and each `(v - min) / g` in `w` bits. On the
+//! short columns of a 1 s flush window this is within a few percent of pco
+//! and an order of magnitude faster both ways; `column3` picks pco instead
+//! for long columns where its binning wins.
+
+use super::varint::{put_u64, unzigzag, zigzag, Reader};
+use super::CodecError;
+
+/// The frame of one column: `v = min + g * p` with every `p < 2^w`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame {
+    pub min: i64,
+    pub g: u64,
+    pub w: u32,
+}
+
+/// Exact division by a fixed divisor via its odd part's inverse mod 2^64:
+/// a divisibility test and the quotient cost a multiply, not a `div`.
+#[derive(Clone, Copy)]
+struct Divisor {
+    shift: u32,
+    inv: u64,
+    limit: u64,
+}
+
+impl Divisor {
+    fn new(g: u64) -> Self {
+        debug_assert!(g > 0);
+        let shift = g.trailing_zeros();
+        let odd = g >> shift;
+        // Newton's iteration doubles the correct low bits each step: 3 -> 96.
+        let mut inv = odd;
+        for _ in 0..5 {
+            inv = inv.wrapping_mul(2u64.wrapping_sub(odd.wrapping_mul(inv)));
+        }
+        Divisor {
+            shift,
+            inv,
+            limit: u64::MAX / odd,
+        }
+    }
+
+    /// `d / g` if `g` divides `d`.
+    #[inline]
+    fn quotient(&self, d: u64) -> Option<u64> {
+        if d.trailing_zeros() < self.shift {
+            return None;
+        }
+        let q = (d >> self.shift).wrapping_mul(self.inv);
+        (q <= self.limit).then_some(q)
+    }
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// The frame of `vals` (min, common divisor, width); `vals` must not be
+/// empty. `find_gcd = false` skips the divisor search (small columns where
+/// it cannot pay for its pass).
+pub fn frame(vals: &[i64], find_gcd: bool) -> Frame {
+    let (mut min, mut max) = (vals[0], vals[0]);
+    for &v in vals {
+        min = min.min(v);
+        max = max.max(v);
+    }
+    let range = max.wrapping_sub(min) as u64;
+    if range == 0 || !find_gcd {
+        return Frame {
+            min,
+            g: 1,
+            w: 64 - range.leading_zeros(),
+        };
+    }
+    // The divisor: gcd of the first nonzero distance and the rest, with a
+    // multiply-only test per value; a real `gcd` only when a value breaks it.
+    let mut g = 0u64;
+    let mut div = Divisor::new(1);
+    for &v in vals {
+        let d = v.wrapping_sub(min) as u64;
+        if g == 0 {
+            if d != 0 {
+                g = d;
+                div = Divisor::new(g);
+            }
+        } else if div.quotient(d).is_none() {
+            g = gcd(g, d);
+            if g == 1 {
+                break;
+            }
+            div = Divisor::new(g);
+        }
+    }
+    let w = 64 - (range / g).leading_zeros();
+    Frame { min, g, w }
+}
+
+/// Bytes the packed body of `n` values at width `w` takes.
+pub fn body_len(n: usize, w: u32) -> usize {
+    (n * w as usize).div_ceil(8)
+}
+
+/// Append the header (`zigzag(min)`, and `g` when `w > 0`; `w` itself is in
+/// the column's method byte) and the packed body of `vals` in `f`.
+pub fn put(out: &mut Vec<u8>, vals: &[i64], f: Frame) {
+    put_u64(out, zigzag(f.min));
+    if f.w == 0 {
+        return;
+    }
+    put_u64(out, f.g);
+    let start = out.len();
+    let len = body_len(vals.len(), f.w);
+    out.reserve(len + 16);
+    let w = f.w;
+    // A u64 accumulator: each value goes in whole, its high bits carried
+    // into the next word when it straddles one.
+    let (mut acc, mut bits) = (0u64, 0u32);
+    let mut push = |p: u64| {
+        acc |= p << bits;
+        bits += w;
+        if bits >= 64 {
+            out.extend_from_slice(&acc.to_le_bytes());
+            bits -= 64;
+            acc = if bits == 0 { 0 } else { p >> (w - bits) };
+        }
+    };
+    if f.g == 1 {
+        for &v in vals {
+            push(v.wrapping_sub(f.min) as u64);
+        }
+    } else {
+        let div = Divisor::new(f.g);
+        for &v in vals {
+            push(
+                div.quotient(v.wrapping_sub(f.min) as u64)
+                    .expect("g divides every distance"),
+            );
+        }
+    }
+    out.extend_from_slice(&acc.to_le_bytes()[..bits.div_ceil(8) as usize]);
+    debug_assert_eq!(out.len() - start, len);
+}
+
+/// Read `n` values packed by `put` at width `w` (from the method byte) into `out`.
+pub fn get(
+    r: &mut Reader<'_>,
+    n: usize,
+    w: u32,
+    field: &'static str,
+    out: &mut Vec<i64>,
+) -> Result<(), CodecError> {
+    let min = unzigzag(r.varint(field)?);
+    out.clear();
+    if w == 0 {
+        out.resize(n, min);
+        return Ok(());
+    }
+    let at = r.pos();
+    let g = r.varint(field)?;
+    if g == 0 {
+        return Err(CodecError::Invalid {
+            field,
+            offset: at,
+            msg: "frame divisor 0".into(),
+        });
+    }
+    let body = r.bytes(body_len(n, w), field)?;
+    out.resize(n, 0);
+    unpack(body, w, out);
+    if g == 1 {
+        for v in out.iter_mut() {
+            *v = min.wrapping_add(*v);
+        }
+    } else {
+        for v in out.iter_mut() {
+            *v = min.wrapping_add(v.wrapping_mul(g as i64));
+        }
+    }
+    Ok(())
+}
+
+/// Unpack `out.len()` values of width `w` from `body`
+/// (`body.len() == body_len(out.len(), w)`).
+#[inline]
+fn unpack(body: &[u8], w: u32, out: &mut [i64]) {
+    let mask = if w == 64 { u64::MAX } else { (1u64 << w) - 1 };
+    let wz = w as usize;
+    // Fast path: an unaligned 8-byte load holds any value of up to 57 bits
+    // wherever it starts, for every value whose 8 bytes are in the body;
+    // the last few are read through a zero-padded copy.
+    let mut i = 0usize;
+    if w <= 56 && body.len() >= 8 {
+        let fast = ((body.len() - 8) * 8 / wz + 1).min(out.len());
+        for (j, o) in out[..fast].iter_mut().enumerate() {
+            let bit = j * wz;
+            let b8: [u8; 8] = body[bit >> 3..(bit >> 3) + 8].try_into().expect("8 bytes");
+            *o = ((u64::from_le_bytes(b8) >> (bit & 7)) & mask) as i64;
+        }
+        i = fast;
+    }
+    for (j, o) in out.iter_mut().enumerate().skip(i) {
+        let bit = j * wz;
+        let byte = bit >> 3;
+        let mut b16 = [0u8; 16];
+        let end = body.len().min(byte + 16);
+        b16[..end - byte].copy_from_slice(&body[byte..end]);
+        *o = ((u128::from_le_bytes(b16) >> (bit & 7)) as u64 & mask) as i64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(vals: &[i64]) -> Frame {
+        for gcd in [false, true] {
+            let f = frame(vals, gcd);
+            let mut out = Vec::new();
+            put(&mut out, vals, f);
+            let mut r = Reader::new(&out);
+            let mut got = Vec::new();
+            get(&mut r, vals.len(), f.w, "x", &mut got).unwrap();
+            assert_eq!(r.remaining(), 0);
+            assert_eq!(got, vals, "frame {f:?}");
+        }
+        frame(vals, true)
+    }
+
+    #[test]
+    fn frames_find_the_step_and_width() {
+        // Timestamps at 100 ns resolution: the divisor takes out ~6.6 bits.
+        let t: Vec<i64> = (0..50)
+            .map(|i| 1_780_000_000_000_000_000 + i * 1_234_500)
+            .collect();
+        let f = round_trip(&t);
+        assert_eq!((f.g, f.w), (1_234_500, 6));
+        assert_eq!(round_trip(&[5, 5, 5]).w, 0);
+        assert_eq!(
+            round_trip(&[-3, 7, 2]),
+            Frame {
+                min: -3,
+                g: 5,
+                w: 2
+            }
+        );
+        assert_eq!(
+            round_trip(&[-3, 7, 3]),
+            Frame {
+                min: -3,
+                g: 2,
+                w: 3
+            }
+        );
+        assert_eq!(
+            round_trip(&[0, 300, 1000]),
+            Frame {
+                min: 0,
+                g: 100,
+                w: 4
+            }
+        );
+    }
+
+    #[test]
+    fn extremes_and_every_width_round_trip() {
+        round_trip(&[i64::MIN, i64::MAX, 0, -1, 1]);
+        round_trip(&[i64::MAX, i64::MIN]);
+        round_trip(&[u64::MAX as i64, 0]);
+        for w in 1..=64u32 {
+            let top = if w == 64 { u64::MAX } else { (1u64 << w) - 1 };
+            let vals: Vec<i64> = (0..37u64)
+                .map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) & top) as i64)
+                .chain([top as i64])
+                .collect();
+            round_trip(&vals);
+        }
+        // A divisor broken late: gcd falls back and still divides everything.
+        round_trip(&[0, 1000, 2000, 3000, 3500, 7]);
+        round_trip(&[10, 16, 4, 22]);
+    }
+
+    #[test]
+    fn divisor_quotient_is_exact_division() {
+        for g in [1u64, 2, 3, 10, 100, 1000, 7 << 20, u64::MAX, u64::MAX / 3] {
+            let d = Divisor::new(g);
+            for q in [0u64, 1, 2, 17, 12345, u64::MAX / g] {
+                if q > u64::MAX / g {
+                    continue;
+                }
+                assert_eq!(d.quotient(q * g), Some(q), "g {g} q {q}");
+                if g > 1 && q < u64::MAX / g {
+                    assert_eq!(d.quotient(q * g + 1), None, "g {g} q {q}");
+                }
+            }
+        }
+    }
+}

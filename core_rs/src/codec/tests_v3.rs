@@ -1,0 +1,240 @@
+//! Codec v3 (typed, bit-packed columns): round trips for any bits under any
+//! hint, the coding choices, ratio against v2, decoder safety, fixed vector.
+use super::tests::random_chunk;
+use super::tests_v2::{mutate_and_decode, plant_chunk, random_kinds};
+use super::*;
+use crate::testutil::Rng;
+
+fn round_trip(c: &Chunk, kinds: &[u8]) -> Vec<u8> {
+    let enc = encode_typed(&c.columns(), kinds).unwrap();
+    assert_eq!(enc[0], 3);
+    let dec = decode(&enc).unwrap_or_else(|e| panic!("decode failed: {e}"));
+    assert_eq!(dec, canonical(&c.columns()).unwrap());
+    let raw = v3::encode_with(&c.columns(), kinds, false).unwrap();
+    assert_eq!(decode(&raw).unwrap(), dec);
+    enc
+}
+
+fn push(c: &mut Chunk, tag: u32, t: i64, status: u32, bits: u64) {
+    c.tag.push(tag);
+    c.source_ns.push(t);
+    c.server_ns.push(t + 1_000);
+    c.status.push(status);
+    c.value_bits.push(bits);
+    c.flags.push(0);
+}
+
+#[test]
+fn empty_and_tiny_chunks_v3() {
+    assert_eq!(round_trip(&Chunk::default(), &[]).len(), 6);
+    for k in 0..9u8 {
+        let mut c = Chunk::default();
+        push(&mut c, 0, 5, 0, 2.5f64.to_bits());
+        round_trip(&c, &[k]);
+    }
+}
+
+#[test]
+fn any_bits_round_trip_under_any_hint_v3() {
+    let mut r = Rng::new(0x3333);
+    for case in 0..150 {
+        let n = if case % 10 == 0 {
+            5000
+        } else {
+            r.below(300) as usize
+        };
+        let c = random_chunk(&mut r, n);
+        round_trip(&c, &random_kinds(&mut r, 25));
+        round_trip(&c, &[]);
+    }
+}
+
+#[test]
+fn decimal_runs_keep_exceptions_and_fall_back_to_floats() {
+    let mut c = Chunk::default();
+    // Tag 0 (F64): decimal with exceptions at the start, middle and end,
+    // the first value itself an exception (the run's k column starts later).
+    let odd = [
+        f64::NAN.to_bits() | 7,
+        (-0.0f64).to_bits(),
+        f64::INFINITY.to_bits(),
+    ];
+    for i in 0..40 {
+        let bits = match i {
+            0 => odd[0],
+            17 => odd[1],
+            39 => odd[2],
+            _ => (20.0 + i as f64 * 0.25).to_bits(),
+        };
+        push(&mut c, 0, i, 0, bits);
+    }
+    // Tag 1 (F64): mostly noise, so the float column.
+    for i in 0..20 {
+        push(&mut c, 1, i, 0, (i as f64 * 0.37).sin().to_bits());
+    }
+    // Tag 2 (F32): widened f32 readings, decimal in f32 precision.
+    for i in 0..20 {
+        push(&mut c, 2, i, 0, f64::from(0.1f32 * i as f32).to_bits());
+    }
+    // Tag 3 (F64): decimal at mixed exponents, one k past 2^53.
+    for (i, v) in [1.5f64, 2.25, 1e15, 123456.789, 0.001, 9e15]
+        .iter()
+        .enumerate()
+    {
+        push(&mut c, 3, i as i64, 0, v.to_bits());
+    }
+    round_trip(&c, &[kind::F64, kind::F64, kind::F32, kind::F64]);
+}
+
+#[test]
+fn statuses_flags_strings_and_a_compressed_rest_block() {
+    let mut r = Rng::new(5);
+    let mut c = random_chunk(&mut r, 400);
+    for (i, s) in c.status.iter_mut().enumerate() {
+        *s = [0, 0x8000_0000, 0x4000_0000][i / 7 % 3];
+    }
+    for (i, f) in c.flags.iter_mut().enumerate() {
+        *f = (i % 11 == 0) as u8;
+    }
+    c.strings = (0..200).map(|i| format!("state {}", i % 4)).collect();
+    let enc = round_trip(&c, &[kind::STRING; 25]);
+    let raw = v3::encode_with(&c.columns(), &[kind::STRING; 25], false).unwrap();
+    assert!(
+        enc.len() < raw.len(),
+        "zstd'd rest {} vs raw {}",
+        enc.len(),
+        raw.len()
+    );
+}
+
+#[test]
+fn plant_data_v3_is_as_small_as_v2() {
+    for (tags, secs) in [(60, 1), (60, 100), (200, 30)] {
+        let (c, kinds) = plant_chunk(&mut Rng::new(7), tags, secs);
+        let v3 = round_trip(&c, &kinds).len();
+        let v2 = v2::encode(&c.columns(), &kinds).unwrap().len();
+        let v1 = v1::encode(&c.columns()).unwrap().len();
+        assert!(
+            v3 * 100 <= v2 * 105,
+            "{tags}x{secs}: v3 {v3} bytes, v2 {v2}"
+        );
+        assert!(v3 * 2 < v1, "{tags}x{secs}: v3 {v3} bytes, v1 {v1}");
+        assert!(v3 < encode(&c.columns()).unwrap().len(), "hints must pay");
+    }
+}
+
+#[test]
+fn mutated_v3_payloads_never_panic() {
+    let mut r = Rng::new(0xf033);
+    for case in 0..40 {
+        let (c, k) = if case % 2 == 0 {
+            plant_chunk(&mut r, 1 + case as u32, 1 + case as i64)
+        } else {
+            let n = r.below(400) as usize;
+            (random_chunk(&mut r, n), random_kinds(&mut r, 25))
+        };
+        mutate_and_decode(&mut r, &encode_typed(&c.columns(), &k).unwrap(), 150);
+        mutate_and_decode(
+            &mut r,
+            &v3::encode_with(&c.columns(), &k, false).unwrap(),
+            150,
+        );
+    }
+}
+
+#[test]
+fn bad_v3_headers_are_refused_with_the_field_named() {
+    let err = |b: &[u8]| decode(b).unwrap_err().to_string();
+    let mut p = vec![3];
+    varint::put_u64(&mut p, (v2::MAX_SAMPLES + 1) as u64);
+    assert!(err(&p).contains("n_samples"), "{}", err(&p));
+    // 1 sample but 0 runs; 0 samples but 1 run.
+    assert!(err(&[3, 1, 0, 0]).contains("tag_runs"));
+    assert!(err(&[3, 0, 0, 1]).contains("tag_runs"));
+    // One run: tag delta 0, count - 1 = 1 (2 samples, header says 1).
+    assert!(err(&[3, 1, 0, 1, 2, 0, 2, 2, 2, 0]).contains("tag_run_count"));
+    // Mode 9.
+    assert!(err(&[3, 1, 0, 1, 2, 0, 2, 0, 2, 18]).contains("value_mode"));
+    // Unknown column method 70 for the tag deltas.
+    assert!(err(&[3, 1, 0, 1, 70]).contains("unknown column method 70"));
+    // A decimal run with exponent 13.
+    assert!(err(&[3, 1, 0, 1, 2, 0, 2, 0, 2, 2, 2, 26, 2, 0]).contains("decimal_exponent"));
+    // A decimal run whose only value is an exception.
+    assert!(err(&[3, 1, 0, 1, 2, 0, 2, 0, 2, 2, 2, 0, 2, 2]).contains("exception_count"));
+    // A frame divisor of 0.
+    assert!(err(&[3, 2, 0, 1, 2, 0, 3, 0, 0]).contains("divisor"));
+    // Unknown rest compression.
+    let e = err(&[3, 1, 0, 1, 2, 0, 2, 0, 2, 0, 7, 0]);
+    assert!(e.contains("unknown compression 7"), "{e}");
+    // A valid payload with a byte too many.
+    let (c, k) = plant_chunk(&mut Rng::new(1), 3, 2);
+    let mut ok = encode_typed(&c.columns(), &k).unwrap();
+    ok.push(0);
+    assert!(err(&ok).contains("trailing"), "{}", err(&ok));
+}
+
+/// The v3 vector printed in docs/format.md: the v1 test chunk with tag 1 a
+/// Double and tag 2 untyped.
+const VECTOR_V3: &str = concat!(
+    "03030102",                     // version 3, 3 samples, 1 string, 2 runs
+    "0202",                         // tag deltas: pack w=0, min 1 (tags 1, 2)
+    "03000101",                     // counts - 1: pack w=1, min 0, g 1, bits 1,0
+    "0402010c",                     // modes: pack w=2, min 1, g 1, bits 0,3 (DEC64, WORD)
+    "0200",                         // exponents (1 decimal run): pack w=0, 0
+    "0200",                         // exception counts: pack w=0, 0
+    "0013",                         // rest block stored raw, 19 bytes:
+    "0001808080800801",             //   status runs: 0 x1, 0x80000000 x1,
+    "0001",                         //   0 x1
+    "000101010001",                 //   flag runs: 0 x1, 1 x1, 0 x1
+    "026f6b",                       //   strings: "ok"
+    "02d00f",                       // time first: pack w=0, 1000 (both runs)
+    "02d00f",                       // time rest: pack w=0, +1000
+    "000c02e0e0ffffffffffffff010a", // latency: varints 1, MIN-2000 (wrapped), 5
+    "0204",                         // int first: pack w=0, k 2 (2.0 at e = 0)
+    "0202",                         // int rest: pack w=0, +1 (3.0)
+    "0280808080808080f07f",         // words: pack w=0, 1.0's bits (floats: none)
+);
+
+#[test]
+fn fixed_vector_v3() {
+    let c = super::tests::vector_chunk();
+    let enc = v3::encode_with(&c.columns(), &[0, kind::F64, 0], false).unwrap();
+    assert_eq!(decode(&enc).unwrap(), canonical(&c.columns()).unwrap());
+    assert_eq!(super::tests::hex(&enc), VECTOR_V3);
+}
+
+/// The corpus files were written by earlier encoders (`write_corpus`, same
+/// seeds): every stored v1, v2 and v3 payload still decodes to its chunk.
+#[test]
+fn stored_payloads_of_every_version_decode_to_their_chunks() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/codec_corpus");
+    let check = |name: String, c: &Chunk| {
+        let b = std::fs::read(dir.join(&name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let got = decode(&b).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(got, canonical(&c.columns()).unwrap(), "{name}");
+    };
+    let mut r = Rng::new(2026);
+    for i in 0..6 {
+        let (c, _) = plant_chunk(&mut r, 2 + i * 5, 3 + i as i64 * 20);
+        for name in [
+            "v2-plant-{}.bin",
+            "v2-plant-{}-rawhead.bin",
+            "v3-plant-{}.bin",
+            "v3-plant-{}-rawrest.bin",
+        ] {
+            check(name.replace("{}", &i.to_string()), &c);
+        }
+    }
+    for i in 0..4 {
+        let c = random_chunk(&mut r, 10 + 100 * i);
+        random_kinds(&mut r, 25);
+        for name in [
+            "v1-random-{}.bin",
+            "v1-random-{}-raw.bin",
+            "v2-random-{}.bin",
+            "v3-random-{}.bin",
+        ] {
+            check(name.replace("{}", &i.to_string()), &c);
+        }
+    }
+}
