@@ -83,7 +83,8 @@ def measure(name: str, cols: list[npt.NDArray[Any]], kinds: npt.NDArray[np.uint8
     for w, p in zip(wins, ours):  # lossless, or the speed means nothing
         back = _core.decode_chunk(p)
         by_tag = np.argsort(w[0], kind="stable")  # the order decode returns (docs/format.md)
-        if not all(np.array_equal(a[by_tag], np.asarray(b)) for a, b in zip(w, back)):
+        cols_in: list[npt.NDArray[Any]] = list(w)
+        if not all(np.array_equal(a[by_tag], np.asarray(b)) for a, b in zip(cols_in, back)):
             raise AssertionError(f"{name}: the codec did not round-trip a window")
     raws = [b"".join(c.tobytes() for c in w) for w in wins]
     theirs = [zstd.encode(r) for r in raws]

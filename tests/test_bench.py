@@ -189,7 +189,7 @@ def test_bench_pi_profile_end_to_end_reports_every_figure_beside_its_baseline(tm
     core = sorted(os.sched_getaffinity(0))[-1]
     assert f"agent ran on core(s) {core} of" in cpu[6], cpu  # read back from the kernel
     assert "memory: cap 256 MB" in rows[("chain", "agent RSS peak")][6]  # the agent's own word
-    assert "profile: **pi**" in report
+    assert "profile: **pi**" in report and "load average (1, 5, 15 min) at start" in report
     png = out / "report.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     from PIL import Image
