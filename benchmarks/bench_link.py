@@ -204,6 +204,7 @@ LOSS_MB = 16  # through the lossy relay at scale 1
 LOSS_RATE_BPS = 50_000_000  # what a Python relay thread forwards without dropping more itself
 LOSS_PCT = 2.0
 LOSS_REPAIR_PCT = 5.0
+LINK_ROUNDS = 2
 
 
 def _through_relay(work: Path, ot: Path, n: int, key: str, repair: float, loss_pct: float,
@@ -256,10 +257,16 @@ def run(profile: Profile) -> list[BenchResult]:
     ot = work / "ot"
     n, total = prefill(ot, mb, 256)
     gbit = 1_000_000_000
-    got = {name: run_one(name, work, ot, n, total, str(key), rate, repair, None)
-           for name, rate, repair in [("paced 1G, no FEC", gbit, 0.0), ("paced 1G, auth + 5% repair", gbit, 5.0),
-                                      ("unpaced, no FEC", 0, 0.0), ("unpaced, auth + 5% repair", 0, 5.0)]}
-    note = f"{n} frames of 256 KiB ({total / 1e6:.0f} MB), MTU 1500, loopback"
+    got: dict[str, Result] = {}
+    # Each scenario twice, interleaved with its baseline, best goodput kept: on a
+    # shared box one run alone swings with whatever else ran at that moment.
+    for _ in range(LINK_ROUNDS):
+        for name, rate, repair in [("paced 1G, no FEC", gbit, 0.0), ("paced 1G, auth + 5% repair", gbit, 5.0),
+                                   ("unpaced, no FEC", 0, 0.0), ("unpaced, auth + 5% repair", 0, 5.0)]:
+            r = run_one(name, work, ot, n, total, str(key), rate, repair, None)
+            if name not in got or r.goodput_mbit > got[name].goodput_mbit:
+                got[name] = r
+    note = f"{n} frames of 256 KiB ({total / 1e6:.0f} MB), MTU 1500, loopback, best of {LINK_ROUNDS}"
     out: list[BenchResult] = []
     for mode in ("paced 1G", "unpaced"):
         fec, base = got[f"{mode}, auth + 5% repair"], got[f"{mode}, no FEC"]
