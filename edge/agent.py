@@ -22,12 +22,12 @@ from typing import Any
 
 from edge import __version__, _core, systemd
 from edge.collect import Collector
-from edge.config import AgentConfig, SourceConfig
+from edge.config import AgentConfig, SourceConfig, TagConfig
 from edge.control import Control
 from edge.frames import Gap, Reducer, encode_data, encode_gap, encode_meta, pack
 from edge.memguard import MemoryGuard
 from edge.model import CODEC_KINDS, LOSSY_KINDS, ColumnBatch, codec_kinds
-from edge.opcua import SourceSession
+from edge.opcua.session import Handover, SourceSession
 from edge.resend import handle_resend
 from edge.spools import open_agent_spool
 from edge.status import StatusServer
@@ -74,24 +74,30 @@ class Agent:
         self._meta_at = 0.0
         self._rate = (time.monotonic(), 0, 0.0)  # (when, values then, values/s)
 
-    def _make_session(self, src: SourceConfig) -> SourceSession:
+    def _make_session(self, src: SourceConfig, resume: Handover | None = None) -> SourceSession:
         cfg = self.cfg
         return SourceSession(src, [t for t in cfg.tags if t.source == src.name], self.collector,
                              self._on_event, tag_groups=[g for g in cfg.tag_groups if g.source == src.name],
-                             durable=self.durable, on_gap=self._on_gap)
+                             durable=self.durable, on_gap=self._on_gap, resume=resume)
 
-    def start_session(self, src: SourceConfig, session: SourceSession | None = None) -> None:
-        """Collect from `src`: with the session built at start, or a new one (reload)."""
-        session = session or self._make_session(src)
+    def start_session(self, src: SourceConfig, session: SourceSession | None = None,
+                      resume: Handover | None = None) -> None:
+        """Collect from `src`: with the session built at start, or a new one
+        (reload) that takes over the span `resume` its predecessor left open."""
+        session = session or self._make_session(src, resume)
         self.sessions = [s for s in self.sessions if s.source.name != src.name] + [session]
         self._session_tasks[src.name] = asyncio.create_task(session.run(), name=f"source:{src.name}")
 
-    async def stop_session(self, name: str) -> None:
+    async def stop_session(self, name: str) -> Handover | None:
+        """Stop collecting from source `name`; returns the span its values
+        may be missing from, for a successor session to fill or name."""
         task = self._session_tasks.pop(name, None)
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        gone = [s for s in self.sessions if s.source.name == name]
         self.sessions = [s for s in self.sessions if s.source.name != name]
+        return gone[0].handover() if gone else None
 
     # -- events -------------------------------------------------------------
     def _on_event(self, kind: str, detail: dict[str, Any]) -> None:
@@ -122,6 +128,26 @@ class Agent:
             await committed.wait()
 
     # -- frames -------------------------------------------------------------
+    def set_bounds(self, tags: list[TagConfig]) -> None:
+        """Take the lossy bounds of a reloaded tag file: a changed or new bound
+        is applied at the next flush, a removed one makes the tag lossless now
+        (the filter releases what it held back)."""
+        def key(t: TagConfig) -> tuple[Any, ...]:
+            return (t.compression, t.max_error, t.exception_deviation, t.max_hold_s)
+        new = {(t.source, t.node_id): t for t in tags if t.compression != "none"}
+        for node in self._bounds.keys() | new.keys():
+            was, now = self._bounds.get(node), new.get(node)
+            if was is not None and now is not None and key(was) == key(now):
+                continue
+            index = self.collector.index_of(*node)
+            if index is None:
+                continue
+            self._bounded.discard(index)
+            if now is None:
+                self.reducer.clear(index)
+                self.collector.set_compression(index, "none", None, None)
+        self._bounds = new
+
     def _apply_bounds(self) -> None:
         """Give newly catalogued tags the lossy bound their [[tags]] entry sets."""
         if len(self._bounded) == len(self._bounds):

@@ -151,6 +151,9 @@ class AgentConfig:
     origin: str = "<memory>"
 
 
+IT_RETAIN_S = 7 * 86_400
+
+
 @dataclass(frozen=True)
 class ReceiverSiteConfig:
     name: str
@@ -187,8 +190,9 @@ class ReceiverSection:
     status_socket: Path | None = None
     s3: S3Options = field(default_factory=S3Options)
     # Bounds of the IT spool (0 = off): frames written to zarr are kept this
-    # long, and the spool may hold at most this many MiB.
-    spool_retain_seconds: int = 0
+    # long (a week: time to rebuild a lost batch), and the spool may hold at
+    # most this many MiB.
+    spool_retain_seconds: int = IT_RETAIN_S
     spool_max_mb: int = 0
     key_file: Path | None = None  # the same key file as the agent's [link] key_file
 
@@ -696,7 +700,7 @@ def _receiver(root: _Table) -> ReceiverConfig:
                          batch_seconds=rt.req_int("batch_seconds", 3600, 1, 7 * 86_400),
                          lateness_seconds=rt.float_("lateness_seconds", 60.0, 0.0, 86_400.0),
                          status_socket=rt.path_("status_socket"), s3=s3,
-                         spool_retain_seconds=rt.req_int("spool_retain_seconds", 0, 0, _YEARS_10),
+                         spool_retain_seconds=rt.req_int("spool_retain_seconds", IT_RETAIN_S, 0, _YEARS_10),
                          spool_max_mb=_spool_max_mb(rt, "spool_max_mb", 0, 16),
                          key_file=_key_file(rt))
     rt.done()

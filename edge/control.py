@@ -369,10 +369,10 @@ class Control:
         changed = sorted(n for n in new_names if n not in old_names or wants(old, n) != wants(new, n))
         stopped = sorted(old_names - new_names)
         agent.cfg = merged
-        for name in stopped + changed:
-            await agent.stop_session(name)
+        agent.set_bounds(merged.tags)
+        open_spans = {name: await agent.stop_session(name) for name in stopped + changed}
         for name in changed:
-            agent.start_session(next(s for s in new.sources if s.name == name))
+            agent.start_session(next(s for s in new.sources if s.name == name), resume=open_spans[name])
         version = config_version(merged)
         if version != agent.config_version:
             agent.config_version = version

@@ -50,6 +50,10 @@ class Reducer:
                           tag.compression == "swinging_door", max_hold_s)
         self.active = True
 
+    def clear(self, index: int) -> None:
+        """The tag is lossless again: samples held back go out with the next window."""
+        self._f.clear(index)
+
     def apply(self, batch: ColumnBatch, now_ns: int) -> ColumnBatch:
         if not self.active:
             return batch

@@ -5,9 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Debian packages the tests use, installed only when missing (CI runs as root):
 # tmux, the terminal the TUI's end-to-end test runs `tidegate demo` in;
-# systemd-sysusers and systemd-analyze for tests/test_deploy*.py (install.sh --root, units).
+# systemd-sysusers and systemd-analyze for tests/test_deploy*.py (install.sh --root, units);
+# ip and nft for the link's loss scenarios in a network namespace (tests/test_link_netns.py).
 need=()
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v nft >/dev/null 2>&1 || need+=(nftables)
 { command -v systemd-analyze >/dev/null && command -v systemd-sysusers >/dev/null; } || need+=(systemd)
 if (( ${#need[@]} )) && [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

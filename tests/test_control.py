@@ -9,14 +9,16 @@ import asyncio
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent_fixture import running_agent
+from agent_fixture import running_agent, wait_until
 from edge.config import ConfigError, load_agent_config
+from edge.frames import Gap
 from edge.control import TagFileError, add_tags_text, operator_status, write_tag_file
 from edge.status import Peer, StatusClient, StatusError, StatusServer, request_sync
 
@@ -164,3 +166,49 @@ async def test_agent_refuses_viewers_and_bad_reloads() -> None:
         with pytest.raises((ConfigError, TagFileError)):
             await control.add_tags({"source": "sim", "tags": [{"node_id": "ns=2;s=Y"}]}, me)
         assert ra.config.read_text() == broken
+
+
+async def test_reload_leaves_no_silent_hole() -> None:
+    """A reload that restarts a source's session: every value the server wrote
+    meanwhile is either collected or inside a GAP naming its tag."""
+    async with running_agent("Plant/Area1/") as ra:
+        agent = ra.agent
+        seen: set[tuple[int, int]] = set()
+        gaps: list[Gap] = []
+        add, on_gap = agent.collector.add, agent._on_gap
+
+        def recording_add(index: int, value: Any, status: int, source_ns: int, server_ns: int,
+                          flags: int = 0) -> None:
+            seen.add((index, source_ns))
+            add(index, value, status, source_ns, server_ns, flags)
+
+        def recording_gap(gap: Gap) -> None:
+            gaps.append(gap)
+            on_gap(gap)
+        agent.collector.add = recording_add  # type: ignore[method-assign]
+        agent._on_gap = recording_gap  # type: ignore[method-assign]
+        old = {t.node_id for t in agent.cfg.tags}
+        await asyncio.sleep(1.5)
+        me = Peer(pid=os.getpid(), uid=os.getuid(), gid=os.getgid())
+        reply = await agent.control.add_tags(
+            {"source": "sim", "tags": [{"node_id": "ns=2;s=Plant.Area2.FT01.Flow"}]}, me)
+        assert reply["added"] and len(agent.cfg.tags) == len(old) + 1
+        await wait_until(lambda: agent.sessions[0].state.get("subscribed", 0) > len(old), 30, "resubscribe")
+        await asyncio.sleep(1.5)
+        cutoff = time.time_ns()
+        await asyncio.sleep(1.5)  # let what was written before the cutoff arrive
+        published = ra.sim.published()
+    assert [g.reason for g in gaps] == ["subscription_lost"]
+    index = {n: agent.collector.index_of("sim", n) for n in old}
+    assert set(gaps[0].tags) == set(index.values())
+    checked = 0
+    for node, samples in published.items():
+        if node not in old:
+            continue
+        for ns, _, _ in samples:
+            if ns >= cutoff:
+                continue
+            checked += 1
+            if (index[node], ns) not in seen:
+                assert gaps[0].t_first_ns <= ns <= gaps[0].t_last_ns, f"{node} at {ns}: lost, and no GAP says so"
+    assert checked > 50

@@ -32,6 +32,10 @@ def test_defaults_and_the_spool_they_open(tmp_path: Path) -> None:
     it = open_receiver_spool(rx.receiver)
     assert it.stats()["capacity_bytes"] == 64 << 20
     it.close()
+    # IT's default: what is in zarr is kept a week, nothing else is ever dropped
+    rx = receiver_config_from_dict({"site": {"name": "x"}, "receiver": {
+        "bind": "127.0.0.1:9", "spool": str(tmp_path / "it2"), "datasets": str(tmp_path / "d")}}, "rx.toml")
+    assert (rx.receiver.spool_retain_seconds, rx.receiver.spool_max_mb) == (7 * 86400, 0)
 
 
 @pytest.mark.parametrize(("spool", "message"), [

@@ -39,6 +39,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 from asyncua import ua
@@ -71,6 +72,9 @@ _log = logging.getLogger(__name__)
 EventSink = Callable[[str, dict[str, Any]], None]
 GapSink = Callable[[Gap], None]
 Durable = Callable[[], Awaitable[None]]
+# (server time of the last message received, client handles) of a subscription
+# that went away with its session
+Handover = tuple[int, list[int]]
 
 # StatusCode InfoType=DataValue (0x0400) with the Overflow bit (0x0080).
 _OVERFLOW_BITS = 0x0480
@@ -110,29 +114,23 @@ def guard_read_only(client: Client) -> None:
             setattr(client.uaclient, name, make(name))
 
 
+@dataclass(slots=True)
 class _Want:
     """One tag the session wants: from [[tags]] or found under a tag group."""
 
-    __slots__ = ("node_id", "name", "unit", "description", "sampling_ms", "queue_size", "default_name",
-                 "deadband_abs", "deadband_pct", "mode", "range_low", "range_high")
-
-    def __init__(self, node_id: str, name: str | None, unit: str | None, description: str | None,
-                 sampling_ms: int | None, queue_size: int | None, default_name: str | None = None, *,
-                 deadband_abs: float | None = None, deadband_pct: float | None = None,
-                 mode: str = "subscribe", range_low: float | None = None,
-                 range_high: float | None = None) -> None:
-        self.node_id = node_id
-        self.name = name
-        self.unit = unit
-        self.description = description
-        self.sampling_ms = sampling_ms
-        self.queue_size = queue_size
-        self.default_name = default_name
-        self.deadband_abs = deadband_abs
-        self.deadband_pct = deadband_pct
-        self.mode = mode
-        self.range_low = range_low
-        self.range_high = range_high
+    node_id: str
+    name: str | None
+    unit: str | None
+    description: str | None
+    sampling_ms: int | None
+    queue_size: int | None
+    default_name: str | None = None
+    _: KW_ONLY
+    deadband_abs: float | None = None
+    deadband_pct: float | None = None
+    mode: str = "subscribe"
+    range_low: float | None = None
+    range_high: float | None = None
 
 
 class _Item:
@@ -153,7 +151,8 @@ class SourceSession:
     def __init__(self, source: SourceConfig, tags: list[TagConfig], collector: Collector,
                  on_event: EventSink | None = None, *, tag_groups: list[TagGroupConfig] | None = None,
                  durable: Durable | None = None, request_timeout: float = 10.0,
-                 reconnect_max_delay: float = 30.0, on_gap: GapSink | None = None) -> None:
+                 reconnect_max_delay: float = 30.0, on_gap: GapSink | None = None,
+                 resume: Handover | None = None) -> None:
         self.source = source
         self.tags = list(tags)
         self.tag_groups = list(tag_groups or [])
@@ -174,7 +173,9 @@ class SourceSession:
         self._dedupe: set[int] = set()  # first value after a re-create: drop if it repeats the last
         self._first_after: dict[int, int] = {}
         self._before: dict[int, int] = {}
-        self._lost: tuple[int, list[int]] | None = None  # (when, handles) of a client torn down
+        # (when, handles) of a subscription torn down: the next setup fills or names
+        # the span; `resume` hands over the one a reloaded session left behind
+        self._lost: Handover | None = resume
         self._failing: dict[str, str] = {}
         self._connected_once = False
         self._last_connect_error = ""
@@ -269,6 +270,11 @@ class SourceSession:
         client.session_timeout = self.source.session_timeout_ms
         guard_read_only(client)
         return client
+
+    def handover(self) -> Handover | None:
+        """After the session was cancelled: the span its successor must fill
+        (from history) or name in a GAP, so a reload leaves no silent hole."""
+        return self._lost
 
     async def run(self) -> None:
         delay = 1.0
