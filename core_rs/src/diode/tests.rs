@@ -191,6 +191,60 @@ fn pacing_holds_the_rate() {
     assert!(dt < expect * 3.0 + 0.5, "too slow: {dt:.3}s");
 }
 
+/// The encoder runs ahead of the wire; stopping mid-window (encoder blocked
+/// on the full queue) must leave the cursor where the last fully sent window
+/// ended, so a restart sends the rest and nothing is lost.
+#[test]
+fn stop_mid_window_keeps_the_cursor_and_a_restart_completes() {
+    let s = sides();
+    let rx = DiodeReceiver::start("127.0.0.1:0", s.it.clone(), 1500).unwrap();
+    let addr = rx.local_addr().to_string();
+    for i in 0..300u64 {
+        s.ot.append(Kind::Data, i as i64, i as i64, &vec![i as u8; 20_000])
+            .unwrap();
+    }
+    s.ot.commit().unwrap();
+    // 8 Mbit/s with a 5 s window: the first window alone takes 5 s to send.
+    let mut o = opts(8_000_000, 5.0, &[]);
+    o.interleave = Duration::from_secs(5);
+    let tx = DiodeSender::start_with(s.ot.clone(), &addr, o).unwrap();
+    wait_for("first packets", Duration::from_secs(10), || {
+        tx.stats().packets_sent > 50
+    });
+    let t = Instant::now();
+    tx.stop().unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "stop took {:?}",
+        t.elapsed()
+    );
+    let st = tx.stats();
+    assert!(st.packets_sent > 50 && st.packets_sent < 3000, "{st:?}");
+    assert_eq!((st.cursor, st.frames_sent), (0, 0), "{st:?}");
+    assert_eq!(s.ot.get_cursor(sender::CURSOR).unwrap(), 0);
+    assert!(!tx.idle());
+    drop(tx);
+    let tx = DiodeSender::start(s.ot.clone(), &addr, 0, 1500).unwrap();
+    wait_for("idle", Duration::from_secs(30), || tx.idle());
+    tx.stop().unwrap(); // before its next 1 s heartbeat, most likely
+    assert_eq!(
+        (
+            tx.stats().frames_sent,
+            s.ot.get_cursor(sender::CURSOR).unwrap()
+        ),
+        (300, 300)
+    );
+    wait_for("frames", Duration::from_secs(30), || {
+        rx.stats().frames_ok == 300
+    });
+    // The last HEARTBEAT, sent on stop, tells the receiver where the session ended.
+    wait_for("final heartbeat", Duration::from_secs(5), || {
+        rx.stats().sent_below == 300
+    });
+    rx.stop();
+    assert_all_landed(&s.ot, &s.it);
+}
+
 #[test]
 fn bad_config_is_refused() {
     let d = tempfile::tempdir().unwrap();
