@@ -24,6 +24,7 @@ import asyncio
 import json
 import logging
 import multiprocessing as mp
+import os
 import resource
 import sys
 import tempfile
@@ -33,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edge.bench.api import Profile, Result
 
 NS_URI = "urn:tidegate:bench"
 
@@ -232,7 +235,9 @@ async def asyncua_client(endpoints: list[str], seconds: float, warmup: float, sp
 # -- one run ----------------------------------------------------------------------------
 
 
-def run(tags: int, shards: int, period: float, seconds: float, warmup: float) -> dict[str, Any]:
+def run_tags(tags: int, shards: int, period: float, seconds: float, warmup: float,
+             client_cpus: frozenset[int] | None = None) -> dict[str, Any]:
+    """One run at `tags` tags; `client_cpus` pins the two clients (not the servers)."""
     from edge.sim import free_port
 
     ctx = mp.get_context("spawn")
@@ -258,6 +263,8 @@ def run(tags: int, shards: int, period: float, seconds: float, warmup: float) ->
             p = ctx.Process(target=client, args=(kind, endpoints, seconds, warmup, str(Path(tmp) / kind),
                                                   readies[-1], out, tags))
             p.start()
+            if client_cpus and p.pid:
+                os.sched_setaffinity(p.pid, client_cpus)
             procs.append(p)
         for _ in procs:
             kind, res = out.get(timeout=900)
@@ -275,6 +282,26 @@ def run(tags: int, shards: int, period: float, seconds: float, warmup: float) ->
     return results
 
 
+def run(profile: Profile) -> list[Result]:
+    """The `tidegate bench` stage: 1,000 tags (times profile.scale) on one
+    server process, both clients pinned to the profile's cores."""
+    tags = max(50, round(1000 * profile.scale))
+    seconds = max(4.0, 10.0 * profile.scale)
+    warmup = max(2.0, 3.0 * min(1.0, profile.scale))
+    r = run_tags(tags, 1, 1.0, seconds, warmup, profile.cpus)
+    t, b = r["tidegate"], r["asyncua"]
+    base = "plain asyncua handler pipeline, same servers"
+    note = f"{tags} tags changing every second, {seconds:.0f} s measured"
+    return [
+        Result("values per CPU-second, subscription to spool", t["values_per_cpu_s"], "values/CPU-s",
+               b["values_per_cpu_s"], base, "higher", note),
+        Result("values/s to spool, subscription", t["values_per_s"], "values/s", b["values_per_s"], base,
+               "higher", f"{r['offered_values_per_s']:.0f} values/s offered"),
+        Result("client CPU", 100 * t["cpu_share"], "% of one core", 100 * b["cpu_share"], base, "lower", note),
+        Result("client RSS peak", t["peak_rss_mb"], "MB", b["peak_rss_mb"], base, "lower", note),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tags", type=int, nargs="*", default=[1000, 10_000, 20_000])
@@ -289,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{'peak RSS':>9}")
     for n in args.tags:
         shards = args.shards or max(1, -(-n // 5000))
-        r = run(n, shards, args.period, args.seconds, args.warmup)
+        r = run_tags(n, shards, args.period, args.seconds, args.warmup)
         report[n] = r
         for kind in ("tidegate", "asyncua"):
             x = r[kind]

@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from edge.bench.api import Profile
+from edge.bench.api import Result as BenchResult
 from edge.datasets import DatasetWriter, list_batches, values_at
 from edge.datasets.encoding import Encoding
 from edge.frames import encode_data
@@ -211,3 +213,46 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# -- the `tidegate bench` stage ---------------------------------------------------------
+
+def run(profile: Profile) -> list[BenchResult]:
+    """The receiver's default encoding (zstd 3, one chunk per batch) on
+    20 tags x 2 h (tags follow profile.scale): bytes on disk beside the bytes
+    the same samples take on the link, and an as-of read of every tag with
+    edge.datasets.values_at beside plain xarray."""
+    tags = make_tags(max(5, round(20 * profile.scale)))
+    rng = np.random.default_rng(1)
+    state: dict[int, float] = {}
+    hours = [make_hour(tags, h, rng, state) for h in range(2)]
+    n = sum(len(h) for h in hours)
+    link = sum(link_bytes(h) for h in hours)
+    root = profile.workdir / "datasets"
+    r = run_variant(VARIANTS[0][1], tags, hours, root, 3)
+    flat_s = _write_flat(hours, profile.workdir / "datasets-flat")
+    note = f"{len(tags)} tags, 2 hourly batches, {n} samples"
+    return [
+        BenchResult("landed on disk per sample", r["disk_bytes"] / n, "B", link / n,
+                    "the same samples on the link (DATA payload)", "lower", f"{note}, {r['files']} files"),
+        BenchResult("landing write speed", n / r["write_s"], "samples/s", n / flat_s,
+                    "zstd 3 of the raw columns, one file per batch", "higher", note + "; fsync off"),
+        BenchResult("read every tag at one instant", r["read_all_instant_s"] * 1e3, "ms",
+                    r["read_all_instant_xarray_s"] * 1e3, "plain xarray open_datatree + sel(ffill)", "lower",
+                    note + "; median of 3"),
+    ]
+
+
+def _write_flat(hours: list[ColumnBatch], root: Path) -> float:
+    """Seconds to write each batch as its raw columns, zstd 3, in one file:
+    what landing costs without zarr's layout (a group and arrays per tag)."""
+    from numcodecs import Zstd
+
+    root.mkdir(parents=True, exist_ok=True)
+    zstd = Zstd(level=3)
+    t0 = time.perf_counter()
+    for i, b in enumerate(hours):
+        raw = b"".join(np.ascontiguousarray(c).tobytes()
+                       for c in (b.tag, b.source_ns, b.server_ns, b.status, b.value_bits, b.flags))
+        (root / f"batch-{i}.zst").write_bytes(zstd.encode(raw))
+    return time.perf_counter() - t0

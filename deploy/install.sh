@@ -114,7 +114,7 @@ version="$("$VENV/bin/tidegate" --version 2>/dev/null || "$VENV/bin/python" -c '
 cat >&2 <<MSG
 install.sh: tidegate $version installed under $ROOT
   next: edit /etc/tidegate/agent.toml (OT box) or receiver.toml (IT box), then
-        tidegate check /etc/tidegate/agent.toml
+        sudo tidegate check /etc/tidegate/agent.toml   (root:tidegate-ops 0640)
         systemctl enable --now tidegate-agent      # or tidegate-receiver
   technicians: usermod -a -G tidegate-ops NAME, then \`tidegate tui\` over SSH
 MSG

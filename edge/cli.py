@@ -224,6 +224,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError(f"--duration: at least 10 seconds, got {args.duration:g}")
     if args.memory_max_mb is not None and args.memory_max_mb < 0:
         raise UsageError(f"--memory-max-mb: must be 0 (none) or more, got {args.memory_max_mb}")
+    if not 0 < args.scale <= 100:
+        raise UsageError(f"--scale: a factor above 0 and at most 100, got {args.scale:g}")
     cpus = None
     if args.cpus:
         try:
@@ -242,7 +244,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError("no benchmark stages found (the `benchmarks` package is not installed)")
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="work-", dir=out))  # on the disk being measured
-    profile = make_profile(args.profile, work, args.duration, args.memory_max_mb, cpus)
+    profile = make_profile(args.profile, work, args.duration, args.memory_max_mb, cpus, args.scale)
     try:
         report = run_suite(profile, out, only)
     finally:
@@ -357,6 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--memory-max-mb", type=int, default=None, metavar="MB",
                     help="the agent's memory cap (pi default 256, otherwise none)")
     bn.add_argument("--cpus", metavar="LIST", help="cores to pin the agent to, e.g. 3 or 2,3 (pi default: the last)")
+    bn.add_argument("--scale", type=float, default=1.0, metavar="F",
+                    help="size of every stage's workload (data, tags, frames) relative to the full suite "
+                         "(default 1; 0.05 for a quick look)")
     bn.add_argument("--list", action="store_true", help="list the stages and exit")
     bn.add_argument("--keep-work", action="store_true", help="keep the scratch directory (spools, logs, zarr)")
     bn.set_defaults(func=_cmd_bench)

@@ -34,8 +34,10 @@ def test_result_coerce_accepts_mappings_and_names_what_is_wrong() -> None:
         Result.coerce({"name": "a", "value": 1, "unit": "s", "better": "more"}, "s")
 
 
-def test_the_shipped_suite_has_the_chain() -> None:
-    assert discover()["chain"] == "benchmarks.bench_chain"
+def test_the_shipped_suite_has_every_stage() -> None:
+    stages = discover()
+    assert stages["chain"] == "benchmarks.bench_chain"
+    assert {"acquisition", "codec", "datasets", "link", "spool"} <= set(stages)
 
 
 @pytest.fixture
@@ -124,6 +126,8 @@ def test_procstat_sees_cpu_memory_and_bytes_written(tmp_path: Path) -> None:
     (["--cpus", "a,b"], "--cpus: a comma-separated list"),
     (["--cpus", "4096"], "--cpus: this process may only use cores"),
     (["--memory-max-mb", "-1"], "--memory-max-mb: must be 0"),
+    (["--scale", "0"], "--scale: a factor above 0"),
+    (["--scale", "nan"], "--scale: a factor above 0"),
 ])
 def test_bench_bad_arguments_one_line_exit_2(args: list[str], needle: str, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
@@ -136,3 +140,62 @@ def test_bench_bad_arguments_one_line_exit_2(args: list[str], needle: str, tmp_p
 def test_bench_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--list"]) == 0
     assert "chain\tbenchmarks.bench_chain" in capsys.readouterr().out
+
+
+# Every figure issue 9 asks `tidegate bench` for: (stage, figure name starts with).
+REQUIRED_FIGURES = [
+    ("chain", "values/s to spool"),
+    ("acquisition", "values per CPU-second"),
+    ("chain", "agent CPU"),
+    ("chain", "agent RSS peak"),
+    ("codec", "bytes per sample, simulator"),
+    ("codec", "encode, simulator"),
+    ("codec", "decode, simulator"),
+    ("spool", "append throughput"),
+    ("spool", "bytes written per frame byte"),
+    ("chain", "agent bytes written"),
+    ("link", "goodput paced 1G, auth + 5% repair"),
+    ("link", "goodput unpaced, auth + 5% repair"),
+    ("link", "frames lost, 2% packet loss, 5% repair"),
+    ("link", "packet loss survived"),
+    ("chain", "end-to-end latency p50"),
+]
+
+
+def test_bench_pi_profile_end_to_end_reports_every_figure_beside_its_baseline(tmp_path: Path) -> None:
+    """The real suite at a tiny scale, through the CLI, under --profile pi:
+    a row per figure with a measured baseline, the link lost no frame through
+    2% loss, the agent really ran pinned and capped, and the plot is a PNG."""
+    out = tmp_path / "report"
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "bench", "--profile", "pi", "--scale", "0.05",
+                        "--duration", "10", "--out", str(out)], capture_output=True, text=True, timeout=400)
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = (out / "report.md").read_text()
+    assert "**failed**" not in report, report
+    rows: dict[tuple[str, str], list[str]] = {}
+    for line in report.splitlines():
+        cells = [c.strip() for c in line.split(" | ")]
+        if line.startswith("| ") and len(cells) == 7 and cells[0] != "| stage":
+            rows[(cells[0].removeprefix("| "), cells[1])] = cells
+    for stage, figure in REQUIRED_FIGURES:
+        found = [c for (s, name), c in rows.items() if s == stage and name.startswith(figure)]
+        assert found, f"no row for {stage}: {figure} in\n{report}"
+        for _, name, value, baseline, baseline_is, _ratio, _note in found:
+            assert value not in ("", "n/a"), f"{name}: no value"
+            assert baseline not in ("", "n/a") and baseline_is, f"{name}: no baseline beside it"
+    lost = next(c for (s, n), c in rows.items() if n.startswith("frames lost, 2% packet loss"))
+    assert lost[2] == "0 frames", lost
+    cpu = rows[("chain", "agent CPU")]
+    core = sorted(os.sched_getaffinity(0))[-1]
+    assert f"agent ran on core(s) {core} of" in cpu[6], cpu  # read back from the kernel
+    assert "memory: cap 256 MB" in rows[("chain", "agent RSS peak")][6]  # the agent's own word
+    assert "profile: **pi**" in report and "load average (1, 5, 15 min) at start" in report
+    png = out / "report.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+
+    with Image.open(png) as im:
+        im.verify()  # a whole, valid PNG, not just its signature
+        assert im.size[0] >= 1000
+    data = json.loads((out / "results.json").read_text())
+    assert data["profile"]["scale"] == 0.05 and data["profile"]["memory_max_mb"] == 256

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -47,6 +48,18 @@ class Profile:
         """Pin a process (0: this one) to the profile's cores, if it has any."""
         if self.cpus:
             os.sched_setaffinity(pid, self.cpus)
+
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """This process on the profile's cores for the block, then back where
+        it was: stages run one after another in one process, and a later stage's
+        children (servers, the receiver) must not inherit the pin."""
+        before = os.sched_getaffinity(0)
+        self.pin()
+        try:
+            yield
+        finally:
+            os.sched_setaffinity(0, before)
 
 
 @dataclass(frozen=True)

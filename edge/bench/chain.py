@@ -67,6 +67,8 @@ class ChainRun:
     baseline: Series
     agent_exit: int | None
     agent_stats: dict[str, Any]  # the agent's --stats-out (empty if it wrote none)
+    agent_cpus: list[int]  # the cores the agent process was allowed, read back from the kernel
+    agent_memory: str  # what the agent said of its memory cap at start (its log)
 
 
 def _pct(a: np.ndarray, q: float) -> float:
@@ -157,6 +159,7 @@ def measure(profile: Profile, log: Any = sys.stderr) -> ChainRun:
         procs.append(base)
         for p in procs[1:]:
             profile.pin(p.pid)
+        agent_cpus = sorted(os.sched_getaffinity(procs[1].pid))
         print(f"  chain: {len(tags)} tags; waiting for the agent and the baseline to subscribe", file=log,
               flush=True)
         sock = state / "agent.sock"
@@ -212,15 +215,24 @@ def measure(profile: Profile, log: Any = sys.stderr) -> ChainRun:
         t0, v0, s0 = t1, v1, s1
     return ChainRun(begin_ns=begin_ns, t0=t0, t1=t1, values0=v0, values1=v1, sim0=s0, sim1=s1,
                     zarr_latency_s=watch.result(), sub_latency_s=(arr[keep] - src[keep]) / 1e9,
-                    agent=agent_s, baseline=base_s, agent_exit=procs[1].returncode, agent_stats=agent_stats)
+                    agent=agent_s, baseline=base_s, agent_exit=procs[1].returncode, agent_stats=agent_stats,
+                    agent_cpus=agent_cpus, agent_memory=_memory_line(logs[1]))
+
+
+def _memory_line(agent_log: Path) -> str:
+    """The agent's own account of its memory cap ("memory: cap 256 MB ...")."""
+    for line in agent_log.read_text(errors="replace").splitlines():
+        if line.startswith("tidegate agent: memory:"):
+            return line.removeprefix("tidegate agent: ").split(";")[0]
+    return "the agent did not say (see its log)"
 
 
 def results(r: ChainRun, profile: Profile) -> list[Result]:
     span = r.t1 - r.t0
     vps = (r.values1 - r.values0) / span if span > 0 else float("nan")
     sps = (r.sim1 - r.sim0) / span if span > 0 else float("nan")
-    pin = f"; agent pinned to cores {sorted(profile.cpus)}" if profile.cpus else ""
-    cap = f"; agent memory cap {profile.memory_max_mb} MB" if profile.memory_max_mb else ""
+    pin = (f"agent ran on core(s) {', '.join(map(str, r.agent_cpus))} of {os.cpu_count()}"
+           if profile.cpus else "agent not pinned")
     n = len(r.zarr_latency_s)
     lat_note = (f"{n} rows; batch_seconds={BATCH_SECONDS}, lateness_seconds={LATENESS_S:g}, "
                 f"publishing and flush interval 1 s")
@@ -234,9 +246,9 @@ def results(r: ChainRun, profile: Profile) -> list[Result]:
         Result("values/s to spool", vps, "values/s", sps, "values/s the server wrote", "higher",
                f"{r.values1 - r.values0} values over {span:.0f}s"),
         Result("agent CPU", r.agent.cpu_percent(r.t0, r.t1), "% of one core",
-               r.baseline.cpu_percent(r.t0, r.t1), "bare asyncua subscriber", "lower", pin.lstrip("; ")),
+               r.baseline.cpu_percent(r.t0, r.t1), "bare asyncua subscriber", "lower", pin),
         Result("agent RSS peak", r.agent.rss_max(r.t0, r.t1) / 2**20, "MB",
-               r.baseline.rss_max(r.t0, r.t1) / 2**20, "bare asyncua subscriber", "lower", cap.lstrip("; ")),
+               r.baseline.rss_max(r.t0, r.t1) / 2**20, "bare asyncua subscriber", "lower", f"agent's {r.agent_memory}"),
         Result("agent bytes written", r.agent.write_bytes_per_hour(r.t0, r.t1) / 2**20, "MB/h",
                vps * RAW_SAMPLE_BYTES * 3600 / 2**20, "the same values uncompressed (28 B each)", "lower",
                "from /proc/PID/io write_bytes: spool segments, fsyncs, metadata"),

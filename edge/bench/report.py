@@ -58,6 +58,10 @@ def table(outcomes: list[StageOutcome]) -> list[str]:
     return lines
 
 
+def _load(avg: list[float]) -> str:
+    return " ".join(f"{x:.2f}" for x in avg)
+
+
 def write_report(out_dir: Path, info: dict[str, Any], outcomes: list[StageOutcome], workdir: Path) -> Path:
     m, p = info["machine"], info["profile"]
     plot = out_dir / "report.png"
@@ -74,6 +78,9 @@ def write_report(out_dir: Path, info: dict[str, Any], outcomes: list[StageOutcom
         f"- profile: **{p['name']}**: agent {pin}, agent memory cap {cap}, "
         f"chain run {p['duration_s']:.0f} s",
         f"- memory limits: {m['cgroup']}",
+        *([f"- load average (1, 5, 15 min) at start {_load(info['load_average']['start'])}, "
+           f"at end {_load(info['load_average']['end'])}; the suite took {info['seconds'] / 60:.1f} min"]
+          if "load_average" in info else []),
         "",
         "Every figure sits beside a baseline measured in the same run on this machine; "
         "the ratio is figure / baseline.",

@@ -122,6 +122,7 @@ def run_suite(profile: Profile, out_dir: Path, only: Sequence[str] | None = None
     out_dir.mkdir(parents=True, exist_ok=True)
     profile.workdir.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    load_before = os.getloadavg()  # others' work on a shared box skews every figure: say how busy it was
     outcomes = []
     for stage, module in stages.items():
         print(f"tidegate bench: {stage} ...", file=log, flush=True)
@@ -130,6 +131,8 @@ def run_suite(profile: Profile, out_dir: Path, only: Sequence[str] | None = None
         print(f"tidegate bench: {stage} done in {o.seconds:.0f}s: {status}", file=log, flush=True)
         outcomes.append(o)
     info = {"machine": machine(), "profile": _profile_dict(profile), "started": started,
+            "load_average": {"start": list(load_before), "end": list(os.getloadavg())},
+            "seconds": time.time() - started,
             "command": " ".join(["tidegate", *sys.argv[1:]]) if sys.argv else "tidegate bench"}
     (out_dir / "results.json").write_text(json.dumps(
         {**info, "stages": [{"stage": o.stage, "error": o.error, "seconds": o.seconds,
