@@ -1,6 +1,7 @@
 """Diode link benchmark: goodput and CPU per side, FEC and authentication on
 vs a baseline without FEC, paced at 1 Gbit/s and unpaced, on loopback; and
-(as root, where network namespaces and tc netem work) with i.i.d. loss.
+(as root, in a network namespace whose kernel drops packets i.i.d.: tc netem,
+or nftables where the kernel has no netem; benchmarks/lossy_netns.py).
 
 Sender and receiver run in separate processes so each side's CPU time is its
 own. Goodput counts frame bytes landed in the IT spool (payload of the link)
@@ -24,6 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.lossy_netns import LossyNamespace, NamespaceError
 from edge.bench.api import Profile
 from edge.bench.api import Result as BenchResult  # this module's Result is a scenario's figures
 
@@ -127,25 +129,6 @@ def run_one(name: str, work: Path, ot: Path, n: int, total: int, key: str, rate:
                   st["blocks_repaired"])
 
 
-def netns_setup(loss_pct: float) -> str | None:
-    """A fresh namespace whose loopback drops `loss_pct`% of packets (tc netem)."""
-    ns = f"tgbench{os.getpid()}"
-    try:
-        subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
-        subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True,
-                       capture_output=True)
-        subprocess.run(["ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", "lo", "root", "netem",
-                        "loss", f"{loss_pct}%", "limit", "100000"], check=True, capture_output=True)
-        for k, v in (("net.core.rmem_max", "134217728"), ("net.core.wmem_max", "134217728")):
-            subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-q", "-w", f"{k}={v}"], capture_output=True)
-        return ns
-    except (OSError, subprocess.CalledProcessError) as e:
-        err = getattr(e, "stderr", b"") or b""
-        print(f"netem scenarios skipped: {e} {err.decode(errors='replace').strip()}", file=sys.stderr)
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        return None
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mb", type=int, default=200, help="data per scenario (default 200 MiB)")
@@ -165,7 +148,7 @@ def main() -> int:
     shutil.rmtree(ot, ignore_errors=True)
     n, total = prefill(ot, args.mb, args.frame_kb)
     gbit = 1_000_000_000
-    plan = [
+    plan: list[tuple[str, int, float, str | None, float]] = [
         ("paced 1G, no FEC (baseline)", gbit, 0.0, None, 0.0),
         ("paced 1G, auth + 5% repair", gbit, 5.0, None, 0.0),
         ("unpaced, no FEC (baseline)", 0, 0.0, None, 0.0),
@@ -176,14 +159,16 @@ def main() -> int:
                  ("paced 1G, 5% loss, 10% repair", gbit, 10.0, "netem", 5.0)]
     results = []
     for name, rate, repair, where, loss in plan:
-        ns = netns_setup(loss) if where == "netem" else None
-        if where == "netem" and ns is None:
-            continue
-        try:
-            results.append(run_one(name, work, ot, n, total, str(key), rate, repair, ns))
-        finally:
-            if ns:
-                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        if where == "netem":
+            try:
+                with LossyNamespace(loss) as ns:
+                    results.append(run_one(f"{name} ({ns.how})", work, ot, n, total, str(key), rate, repair,
+                                           ns.name))
+            except NamespaceError as e:
+                print(f"{name}: skipped ({e})", file=sys.stderr)
+                continue
+        else:
+            results.append(run_one(name, work, ot, n, total, str(key), rate, repair, None))
         r = results[-1]
         print(f"{r.name:32s} goodput {r.goodput_mbit:7.1f} Mbit/s  wire {r.wire_mbit:7.1f} Mbit/s  "
               f"CPU tx {r.tx_cores:4.2f} rx {r.rx_cores:4.2f} cores  frames {r.frames}/{n} lost {r.lost} "
