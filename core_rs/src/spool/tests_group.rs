@@ -42,7 +42,11 @@ fn size_trigger_commits_before_the_interval() {
     let sp = group(td.path(), 3_600_000, 10_000);
     let t = Instant::now();
     let mut lsn = 0;
-    for _ in 0..30 {
+    // Exactly enough records that the last one crosses the trigger: the commit
+    // it kicks covers them all (records appended after a commit wait for the
+    // next trigger or the interval, by design).
+    let rec = (crate::frame::HEADER_LEN + 500) as u64;
+    for _ in 0..10_000u64.div_ceil(rec) {
         lsn = sp.append(Kind::Data, 0, 0, &[7u8; 500]).unwrap();
     }
     assert!(sp.wait_durable(lsn, Some(Duration::from_secs(30))).unwrap());
