@@ -35,6 +35,7 @@ T = TypeVar("T")
 PUBLISHING_INTERVAL_MS = 1000
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 90.0
+COLLECT_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -187,6 +188,19 @@ def wait_ready(sock: Path, n_tags: int, procs: list[subprocess.Popen[bytes]], lo
     raise RuntimeError(f"agent did not subscribe {n_tags} tags within {READY_TIMEOUT_S:.0f}s")
 
 
+def _wait_collected(sock: Path, published: int) -> None:
+    """Until the agent has collected as many values as the held plant wrote (a
+    loaded box may deliver the last publish late), or COLLECT_TIMEOUT_S; the
+    comparison afterwards names anything still missing."""
+    deadline = time.monotonic() + COLLECT_TIMEOUT_S
+    time.sleep(2.5 * PUBLISHING_INTERVAL_MS / 1000)
+    while time.monotonic() < deadline:
+        snap = _snapshot(sock)
+        if snap and sum(t["count"] for t in snap["tags"]) >= published:
+            return
+        time.sleep(0.1)
+
+
 def _stop(p: subprocess.Popen[bytes], name: str) -> None:
     if p.poll() is None:
         p.send_signal(signal.SIGTERM)
@@ -281,10 +295,10 @@ def run_demo(opts: DemoOptions) -> int:
         # chain from the source end: agent drains to the link, receiver lands.
         sim.call(sim.sim.hold)
         sim.run(sim.sim.wait_held())
-        time.sleep(2.5 * PUBLISHING_INTERVAL_MS / 1000)
+        published = sim.call(sim.sim.published)
+        _wait_collected(sock, sum(len(v) for v in published.values()))
         _stop(procs[1], "agent")
         _stop(procs[0], "receiver")
-        published = sim.call(sim.sim.published)
     finally:
         for p in procs:
             if p.poll() is None:
