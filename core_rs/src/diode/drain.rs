@@ -26,6 +26,11 @@ const SLOT_BYTES: usize = 65536;
 /// thread for each packet of a paced link (one per 12 us at 1 Gbit/s).
 pub const BATCH_BYTES: usize = 256 << 10;
 const FLUSH_AFTER: Duration = Duration::from_millis(2);
+/// After a short read, let datagrams gather in the kernel buffer this long
+/// before the next recvmmsg: on a paced link one call per datagram (and one
+/// wake-up) would cost more than the decoding; 0.5 ms of 1 Gbit/s is 42
+/// datagrams, nothing for the socket buffer.
+const GATHER: Duration = Duration::from_micros(500);
 /// The socket's read timeout while no batch is pending (how soon a stop is seen).
 const IDLE_WAIT: Duration = Duration::from_millis(100);
 /// About one second of a 1 Gbit/s link (125 MB) queued between the threads.
@@ -149,6 +154,9 @@ pub fn run(
                     .fetch_add(t.elapsed().as_nanos() as u64, Relaxed);
             }
             batch = take(&pool);
+        }
+        if n > 0 && n < RECV_SLOTS {
+            std::thread::sleep(GATHER);
         }
         // A pending batch must not wait IDLE_WAIT for a packet that may not come.
         if waiting_short == batch.is_empty() {
