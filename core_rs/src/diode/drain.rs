@@ -55,10 +55,6 @@ impl Batch {
     }
 
     fn clear(&mut self) {
-        // A batch of big (garbage) datagrams grew past the usual size: shrink it.
-        if self.data.capacity() > 2 * (BATCH_BYTES + SLOT_BYTES) {
-            self.data = Vec::with_capacity(BATCH_BYTES + SLOT_BYTES);
-        }
         self.data.clear();
         self.ends.clear();
     }
@@ -82,6 +78,21 @@ pub struct DrainCounters<'a> {
     pub packets: &'a AtomicU64,
     pub bytes: &'a AtomicU64,
     pub queue_full_ns: &'a AtomicU64,
+}
+
+/// Queue `batch`, blocking while the queue is full (the time is counted).
+/// False when the decode thread has gone.
+fn hand_over(out: &SyncSender<Batch>, batch: Batch, c: &DrainCounters<'_>) -> bool {
+    let batch = match out.try_send(batch) {
+        Ok(()) => return true,
+        Err(TrySendError::Full(b)) => b,
+        Err(TrySendError::Disconnected(_)) => return false,
+    };
+    let t = Instant::now();
+    let sent = out.send(batch).is_ok();
+    c.queue_full_ns
+        .fetch_add(t.elapsed().as_nanos() as u64, Relaxed);
+    sent
 }
 
 /// Receive until `stop`; batches go to `out`, empty ones come back on `pool`.
@@ -131,6 +142,16 @@ pub fn run(
         }
         let mut bytes = 0;
         for i in 0..n {
+            // Big datagrams: a batch never exceeds BATCH_BYTES by more than
+            // one, so the queue's memory stays bounded whatever arrives.
+            if batch.data.len() >= BATCH_BYTES {
+                let at = batch.at;
+                if !hand_over(&out, batch, &c) {
+                    return;
+                }
+                batch = take(&pool);
+                batch.at = at;
+            }
             batch.data.extend_from_slice(&slots[i][..lens[i]]);
             batch.ends.push(batch.data.len());
             bytes += lens[i];
@@ -140,18 +161,8 @@ pub fn run(
         let due = !batch.is_empty()
             && (timed_out || batch.data.len() >= BATCH_BYTES || batch.at.elapsed() >= FLUSH_AFTER);
         if due {
-            let full = match out.try_send(batch) {
-                Ok(()) => None,
-                Err(TrySendError::Full(b)) => Some(b),
-                Err(TrySendError::Disconnected(_)) => return,
-            };
-            if let Some(b) = full {
-                let t = Instant::now();
-                if out.send(b).is_err() {
-                    return;
-                }
-                c.queue_full_ns
-                    .fetch_add(t.elapsed().as_nanos() as u64, Relaxed);
+            if !hand_over(&out, batch, &c) {
+                return;
             }
             batch = take(&pool);
         }
@@ -161,7 +172,11 @@ pub fn run(
         // A pending batch must not wait IDLE_WAIT for a packet that may not come.
         if waiting_short == batch.is_empty() {
             waiting_short = !batch.is_empty();
-            let wait = if waiting_short { FLUSH_AFTER } else { IDLE_WAIT };
+            let wait = if waiting_short {
+                FLUSH_AFTER
+            } else {
+                IDLE_WAIT
+            };
             let _ = socket.set_read_timeout(Some(wait));
         }
     }
@@ -209,7 +224,7 @@ mod tests {
             let mut got: Vec<Vec<u8>> = Vec::new();
             while got.len() < sizes.len() {
                 let b = rx.recv_timeout(Duration::from_secs(10)).expect("batch");
-                assert!(b.data.len() < BATCH_BYTES + RECV_SLOTS * SLOT_BYTES);
+                assert!(b.data.len() <= BATCH_BYTES + SLOT_BYTES);
                 got.extend(b.packets().map(|p| p.to_vec()));
                 pool_tx.send(b).unwrap();
             }
@@ -220,6 +235,10 @@ mod tests {
         });
         assert_eq!(packets.load(Relaxed), sizes.len() as u64);
         assert_eq!(bytes.load(Relaxed), total as u64);
-        assert!(full_ns.load(Relaxed) >= 100_000_000, "blocked {} ns", full_ns.load(Relaxed));
+        assert!(
+            full_ns.load(Relaxed) >= 100_000_000,
+            "blocked {} ns",
+            full_ns.load(Relaxed)
+        );
     }
 }
