@@ -86,6 +86,7 @@ class Result:
     frames: int
     lost: int
     repaired_blocks: int
+    queue_full_ms: int  # receiver's drain blocked on its decode queue
 
 
 def prefill(path: Path, mb: int, frame_kb: int) -> tuple[int, int]:
@@ -126,7 +127,7 @@ def run_one(name: str, work: Path, ot: Path, n: int, total: int, key: str, rate:
     landed = total * st["frames_ok"] / n
     return Result(name, landed * 8 / rxr["wall"] / 1e6, txr["wire"] * 8 / 1e6,
                   txr["cpu"] / txr["wall"], rxr["cpu"] / rxr["wall"], st["frames_ok"], st["lost"],
-                  st["blocks_repaired"])
+                  st["blocks_repaired"], st.get("queue_full_ms", 0))
 
 
 def main() -> int:
@@ -172,7 +173,7 @@ def main() -> int:
         r = results[-1]
         print(f"{r.name:32s} goodput {r.goodput_mbit:7.1f} Mbit/s  wire {r.wire_mbit:7.1f} Mbit/s  "
               f"CPU tx {r.tx_cores:4.2f} rx {r.rx_cores:4.2f} cores  frames {r.frames}/{n} lost {r.lost} "
-              f"repaired blocks {r.repaired_blocks}", flush=True)
+              f"repaired blocks {r.repaired_blocks} queue full {r.queue_full_ms} ms", flush=True)
     print(f"\n{n} frames of {args.frame_kb} KiB ({total / 1e6:.0f} MB) per scenario, MTU 1500, "
           f"{os.cpu_count()} CPUs; key {key}")
     base = {r.name.split(",")[0]: r for r in results if "baseline" in r.name}

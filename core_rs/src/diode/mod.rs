@@ -9,6 +9,7 @@ use thiserror::Error;
 use crate::spool::SpoolError;
 
 pub mod auth;
+mod drain;
 pub mod fec;
 pub mod ledger;
 pub mod pacing;

@@ -1,18 +1,22 @@
 //! Diode receiver: binds UDP, checks every packet's tag, rebuilds frames from
 //! FEC symbols, checks each frame's tag and CRC and stores it in the IT
 //! spool; keeps the gap ledger and writes GAP frames for seqs lost for good.
-//! It never sends. A second thread commits the spool every 100 ms while
-//! frames arrive, so fsync never stalls the receive loop.
+//! It never sends. Three threads: the drain (drain.rs) only empties the
+//! socket into a bounded queue; the decode thread (here) checks, rebuilds,
+//! stores and keeps the ledger; a third commits the spool every 100 ms while
+//! frames arrive, so fsync never stalls decoding.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::auth::{tags_equal, LinkKeys, FRAME_TAG_LEN};
+use super::drain::{self, Batch, DrainCounters};
 use super::ledger::{Ledger, Lost};
 use super::packet::{self, Control, Packet, PacketError};
 use super::reassembly::{Push, Reassembler};
@@ -21,13 +25,13 @@ use crate::frame::{self, FrameSpec, Kind};
 use crate::spool::{random_session_id, Spool, SpoolError};
 
 /// Two interleaving windows at 1 Gbit/s would be 250 MB; 64 MiB absorbs
-/// about half a second at full rate while the receive thread is busy.
+/// about half a second at full rate while the drain thread is not scheduled
+/// or the queue to the decode thread is full (drain.rs).
 pub const RECV_BUFFER: usize = 64 << 20;
 const COMMIT_EVERY: Duration = Duration::from_millis(100);
 const TICK_EVERY: Duration = Duration::from_millis(100);
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 const EXPIRE_EVERY: Duration = Duration::from_secs(1);
-const BATCH: usize = 64;
 /// How long a decoded object waits for the objects before it.
 const HOLD: Duration = Duration::from_secs(1);
 const HOLD_BYTES: usize = 256 << 20;
@@ -73,10 +77,12 @@ pub struct ReceiverStats {
     pub sent_below: u64,
     pub final_below: u64,
     pub last_heartbeat_ns: i64,
+    /// Time the drain spent blocked on a full queue to the decode thread.
+    pub queue_full_ms: u64,
 }
 
 impl ReceiverStats {
-    pub fn items(&self) -> [(&'static str, u64); 18] {
+    pub fn items(&self) -> [(&'static str, u64); 19] {
         [
             ("packets", self.packets),
             ("bytes", self.bytes),
@@ -96,6 +102,7 @@ impl ReceiverStats {
             ("gap_frames", self.gap_frames),
             ("sent_below", self.sent_below),
             ("final_below", self.final_below),
+            ("queue_full_ms", self.queue_full_ms),
         ]
     }
 }
@@ -121,6 +128,7 @@ struct Counters {
     sent_below: AtomicU64,
     final_below: AtomicU64,
     last_heartbeat_ns: AtomicI64,
+    queue_full_ns: AtomicU64,
 }
 
 struct Shared {
@@ -129,6 +137,9 @@ struct Shared {
     c: Counters,
     missing: Mutex<Vec<(u64, u64)>>,
 }
+
+/// A thread's body.
+type Job = Box<dyn FnOnce() + Send>;
 
 pub struct DiodeReceiver {
     shared: Arc<Shared>,
@@ -170,7 +181,7 @@ impl DiodeReceiver {
             c: Counters::default(),
             missing: Mutex::new(Vec::new()),
         });
-        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+        let spawn = |name: &str, f: Job| {
             std::thread::Builder::new()
                 .name(name.into())
                 .spawn(f)
@@ -179,25 +190,50 @@ impl DiodeReceiver {
                     source: e,
                 })
         };
+        let (batches_tx, batches_rx) = mpsc::sync_channel::<Batch>(drain::QUEUE_BATCHES);
+        let (pool_tx, pool_rx) = mpsc::channel::<Batch>();
+        let s0 = shared.clone();
         let s1 = shared.clone();
-        let keys = opts.keys.clone();
-        let recv = spawn(
-            "tidegate-recv",
-            Box::new(move || Loop::new(&s1, keys, ledger).run(socket)),
-        )?;
         let s2 = shared.clone();
-        let commit = match spawn("tidegate-commit", Box::new(move || commit_loop(&s2))) {
-            Ok(h) => h,
-            Err(e) => {
-                shared.stop.store(true, Relaxed);
-                let _ = recv.join();
-                return Err(e);
+        let keys = opts.keys.clone();
+        let threads: [(&str, Job); 3] = [
+            (
+                "tidegate-recv",
+                Box::new(move || {
+                    let c = &s0.c;
+                    let counters = DrainCounters {
+                        packets: &c.packets,
+                        bytes: &c.bytes,
+                        queue_full_ns: &c.queue_full_ns,
+                    };
+                    drain::run(socket, &s0.stop, batches_tx, pool_rx, counters)
+                }),
+            ),
+            (
+                "tidegate-decode",
+                Box::new(move || Loop::new(&s1, keys, ledger).run(batches_rx, pool_tx)),
+            ),
+            ("tidegate-commit", Box::new(move || commit_loop(&s2))),
+        ];
+        // Joined in this order on stop: the decode thread finishes what the
+        // drain queued, then the commit thread commits once more.
+        let mut handles = Vec::new();
+        for (name, f) in threads {
+            match spawn(name, f) {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    shared.stop.store(true, Relaxed);
+                    for h in handles {
+                        let _ = h.join();
+                    }
+                    return Err(e);
+                }
             }
-        };
+        }
         Ok(DiodeReceiver {
             shared,
             local_addr,
-            handles: Mutex::new(vec![recv, commit]),
+            handles: Mutex::new(handles),
         })
     }
 
@@ -227,6 +263,7 @@ impl DiodeReceiver {
             sent_below: c.sent_below.load(Relaxed),
             final_below: c.final_below.load(Relaxed),
             last_heartbeat_ns: c.last_heartbeat_ns.load(Relaxed),
+            queue_full_ms: c.queue_full_ns.load(Relaxed) / 1_000_000,
         }
     }
 
@@ -239,7 +276,8 @@ impl DiodeReceiver {
             .clone()
     }
 
-    /// Stop both threads; the commit thread commits once more on its way out.
+    /// Stop the threads; the decode thread handles what is already queued and
+    /// the commit thread commits once more on its way out.
     pub fn stop(&self) {
         self.shared.stop.store(true, Relaxed);
         let handles: Vec<_> = self
@@ -342,14 +380,24 @@ impl<'a> Loop<'a> {
         }
     }
 
-    fn run(mut self, socket: UdpSocket) {
-        let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; 65536]).collect();
-        let mut lens = [0usize; BATCH];
-        let mut next_tick = Instant::now();
-        let mut next_expire = Instant::now() + EXPIRE_EVERY;
-        let mut next_save = Instant::now() + SAVE_EVERY;
-        while !self.s.stop.load(Relaxed) {
-            let now = Instant::now();
+    /// Handle the drain's batches until it hangs up. Timers run on the
+    /// batches' receive time, so a backlog in the queue does not make the
+    /// ledger or the reassembler judge packets late that arrived in time.
+    fn run(mut self, batches: mpsc::Receiver<Batch>, pool: mpsc::Sender<Batch>) {
+        let mut clock = Instant::now();
+        let mut next_tick = clock;
+        let mut next_expire = clock + EXPIRE_EVERY;
+        let mut next_save = clock + SAVE_EVERY;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            let batch = match batches.recv_timeout(wait) {
+                Ok(b) => Some(b),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            // The queue is empty on a timeout: real time is the batch time.
+            clock = clock.max(batch.as_ref().map_or_else(Instant::now, |b| b.at));
+            let now = clock;
             if now >= next_tick {
                 self.tick(now);
                 next_tick = now + TICK_EVERY;
@@ -362,32 +410,11 @@ impl<'a> Loop<'a> {
                 self.save();
                 next_save = now + SAVE_EVERY;
             }
-            let n = match udp::recv_batch(&socket, &mut bufs, &mut lens) {
-                Ok(n) => n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock
-                            | std::io::ErrorKind::TimedOut
-                            | std::io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    continue
-                }
-                Err(_) => {
-                    // e.g. a stray ICMP error surfaced on the socket; keep listening.
-                    std::thread::sleep(Duration::from_millis(1));
-                    continue;
-                }
-            };
-            let now = Instant::now();
-            for i in 0..n {
-                self.s.c.packets.fetch_add(1, Relaxed);
-                self.s.c.bytes.fetch_add(lens[i] as u64, Relaxed);
-                let buf = std::mem::take(&mut bufs[i]);
-                self.handle(&buf[..lens[i]], now);
-                bufs[i] = buf;
+            let Some(batch) = batch else { continue };
+            for pkt in batch.packets() {
+                self.handle(pkt, now);
             }
+            let _ = pool.send(batch); // the drain reuses its buffers
             self.s
                 .c
                 .incomplete_dropped
@@ -397,8 +424,9 @@ impl<'a> Loop<'a> {
                 .blocks_repaired
                 .store(self.reasm.blocks_repaired, Relaxed);
         }
-        self.release(Instant::now(), true);
-        self.tick(Instant::now());
+        let now = Instant::now().max(clock);
+        self.release(now, true);
+        self.tick(now);
         self.save();
     }
 
