@@ -242,6 +242,39 @@ pub(super) fn invalid(field: &'static str, offset: usize, msg: String) -> CodecE
     CodecError::Invalid { field, offset, msg }
 }
 
+/// The end of a head (v2 and v3): status and flags as runs, the strings,
+/// and nothing after them.
+pub(super) fn read_head_tail(
+    r: &mut Reader<'_>,
+    n: usize,
+    n_strings: usize,
+    out: &mut Chunk,
+) -> Result<(), CodecError> {
+    read_rle(
+        r,
+        n,
+        "status",
+        |r| Ok(r.varint_max("status", u32::MAX.into())? as u32),
+        &mut out.status,
+    )?;
+    read_rle(r, n, "flags", |r| r.u8("flags"), &mut out.flags)?;
+    out.strings.reserve(n_strings.min(r.remaining()));
+    for _ in 0..n_strings {
+        let offset = r.pos();
+        let len = r.varint_max("string_len", r.remaining() as u64)? as usize;
+        let s = std::str::from_utf8(r.bytes(len, "string")?)
+            .map_err(|e| invalid("string", offset, format!("not UTF-8: {e}")))?;
+        out.strings.push(s.to_owned());
+    }
+    if r.remaining() != 0 {
+        return Err(CodecError::Trailing {
+            extra: r.remaining(),
+            offset: r.pos(),
+        });
+    }
+    Ok(())
+}
+
 fn read_head(
     h: &[u8],
     n: usize,
@@ -339,28 +372,7 @@ fn read_head(
             format!("runs cover {total} samples, header says {n}"),
         ));
     }
-    read_rle(
-        &mut r,
-        n,
-        "status",
-        |r| Ok(r.varint_max("status", u32::MAX.into())? as u32),
-        &mut out.status,
-    )?;
-    read_rle(&mut r, n, "flags", |r| r.u8("flags"), &mut out.flags)?;
-    out.strings.reserve(n_strings.min(r.remaining()));
-    for _ in 0..n_strings {
-        let offset = r.pos();
-        let len = r.varint_max("string_len", r.remaining() as u64)? as usize;
-        let s = std::str::from_utf8(r.bytes(len, "string")?)
-            .map_err(|e| invalid("string", offset, format!("not UTF-8: {e}")))?;
-        out.strings.push(s.to_owned());
-    }
-    if r.remaining() != 0 {
-        return Err(CodecError::Trailing {
-            extra: r.remaining(),
-            offset: r.pos(),
-        });
-    }
+    read_head_tail(&mut r, n, n_strings, out)?;
     Ok(runs)
 }
 

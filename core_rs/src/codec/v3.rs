@@ -13,10 +13,10 @@
 use pco::DeltaSpec;
 
 use super::decimal;
-use super::v1::{inflate, put_rle, read_rle};
+use super::v1::{inflate, put_rle};
 use super::v2::{
-    invalid, width, zstd_head, HEAD_NONE, HEAD_ZSTD, MAX_SAMPLES, MODE_DEC32, MODE_DEC64,
-    MODE_FLOAT, MODE_INT, MODE_WORD,
+    invalid, read_head_tail, width, zstd_head, HEAD_NONE, HEAD_ZSTD, MAX_SAMPLES, MODE_DEC32,
+    MODE_DEC64, MODE_FLOAT, MODE_INT, MODE_WORD,
 };
 use super::varint::{put_u64, Reader};
 use super::{column, kind, tag_order, Chunk, CodecError, Columns, MAX_RAW_LEN};
@@ -464,28 +464,7 @@ fn read_rest(
             next = j + 1;
         }
     }
-    read_rle(
-        &mut r,
-        n,
-        "status",
-        |r| Ok(r.varint_max("status", u32::MAX.into())? as u32),
-        &mut out.status,
-    )?;
-    read_rle(&mut r, n, "flags", |r| r.u8("flags"), &mut out.flags)?;
-    out.strings.reserve(n_strings.min(r.remaining()));
-    for _ in 0..n_strings {
-        let offset = r.pos();
-        let len = r.varint_max("string_len", r.remaining() as u64)? as usize;
-        let s = std::str::from_utf8(r.bytes(len, "string")?)
-            .map_err(|e| invalid("string", offset, format!("not UTF-8: {e}")))?;
-        out.strings.push(s.to_owned());
-    }
-    if r.remaining() != 0 {
-        return Err(CodecError::Trailing {
-            extra: r.remaining(),
-            offset: r.pos(),
-        });
-    }
+    read_head_tail(&mut r, n, n_strings, out)?;
     Ok(())
 }
 
