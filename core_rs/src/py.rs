@@ -176,6 +176,49 @@ fn slice<'a, T: numpy::Element + Copy>(a: &'a PyReadonlyArray1<'_, T>) -> Cow<'a
     }
 }
 
+/// A chunk's six numpy columns as slices (borrowed, or copied when an array
+/// is not contiguous), so the GIL-free codec can take them as `Columns`.
+struct ChunkSlices<'a> {
+    tag: Cow<'a, [u32]>,
+    source_ns: Cow<'a, [i64]>,
+    server_ns: Cow<'a, [i64]>,
+    status: Cow<'a, [u32]>,
+    value_bits: Cow<'a, [u64]>,
+    flags: Cow<'a, [u8]>,
+}
+
+impl<'a> ChunkSlices<'a> {
+    fn new(
+        tag: &'a PyReadonlyArray1<'_, u32>,
+        source_ns: &'a PyReadonlyArray1<'_, i64>,
+        server_ns: &'a PyReadonlyArray1<'_, i64>,
+        status: &'a PyReadonlyArray1<'_, u32>,
+        value_bits: &'a PyReadonlyArray1<'_, u64>,
+        flags: &'a PyReadonlyArray1<'_, u8>,
+    ) -> Self {
+        ChunkSlices {
+            tag: slice(tag),
+            source_ns: slice(source_ns),
+            server_ns: slice(server_ns),
+            status: slice(status),
+            value_bits: slice(value_bits),
+            flags: slice(flags),
+        }
+    }
+
+    fn columns<'s>(&'s self, strings: &'s [String]) -> Columns<'s> {
+        Columns {
+            tag: &self.tag,
+            source_ns: &self.source_ns,
+            server_ns: &self.server_ns,
+            status: &self.status,
+            value_bits: &self.value_bits,
+            flags: &self.flags,
+            strings,
+        }
+    }
+}
+
 #[pyfunction]
 #[pyo3(signature = (tag, source_ns, server_ns, status, value_bits, flags, strings, kinds=None))]
 #[allow(clippy::too_many_arguments)]
@@ -192,23 +235,8 @@ fn encode_chunk<'py>(
 ) -> PyResult<Bound<'py, PyBytes>> {
     let kinds = kinds.as_ref().map(slice);
     let kinds: &[u8] = kinds.as_deref().unwrap_or(&[]);
-    let (t, a, b, s, v, f) = (
-        slice(&tag),
-        slice(&source_ns),
-        slice(&server_ns),
-        slice(&status),
-        slice(&value_bits),
-        slice(&flags),
-    );
-    let cols = Columns {
-        tag: &t,
-        source_ns: &a,
-        server_ns: &b,
-        status: &s,
-        value_bits: &v,
-        flags: &f,
-        strings: &strings,
-    };
+    let arrays = ChunkSlices::new(&tag, &source_ns, &server_ns, &status, &value_bits, &flags);
+    let cols = arrays.columns(&strings);
     let out = py
         .detach(|| codec::encode_typed(&cols, kinds))
         .map_err(codec_err)?;
@@ -296,23 +324,8 @@ impl PyLossyFilter {
         strings: Vec<String>,
         now_ns: i64,
     ) -> PyResult<ChunkArrays<'py>> {
-        let (t, a, b, s, v, f) = (
-            slice(&tag),
-            slice(&source_ns),
-            slice(&server_ns),
-            slice(&status),
-            slice(&value_bits),
-            slice(&flags),
-        );
-        let cols = Columns {
-            tag: &t,
-            source_ns: &a,
-            server_ns: &b,
-            status: &s,
-            value_bits: &v,
-            flags: &f,
-            strings: &strings,
-        };
+        let arrays = ChunkSlices::new(&tag, &source_ns, &server_ns, &status, &value_bits, &flags);
+        let cols = arrays.columns(&strings);
         let inner = &mut self.inner;
         let c = py
             .detach(|| inner.apply(&cols, now_ns))
