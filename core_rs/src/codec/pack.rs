@@ -188,17 +188,30 @@ fn unpack<T>(body: &[u8], w: u32, n: usize, f: impl Fn(u64) -> T, out: &mut Vec<
     // Fast path: an unaligned 8-byte load holds any value of up to 57 bits
     // wherever it starts, for every value whose 8 bytes are in the body;
     // the last few are read through a zero-padded copy.
-    let mut i = 0usize;
-    if w <= 56 && body.len() >= 8 {
-        let fast = ((body.len() - 8) * 8 / wz + 1).min(n);
+    if w <= 56 {
+        let fast = if body.len() >= 8 {
+            ((body.len() - 8) * 8 / wz + 1).min(n)
+        } else {
+            0
+        };
         out.extend((0..fast).map(|j| {
             let bit = j * wz;
             let b8: [u8; 8] = body[bit >> 3..(bit >> 3) + 8].try_into().expect("8 bytes");
             f((u64::from_le_bytes(b8) >> (bit & 7)) & mask)
         }));
-        i = fast;
+        // The rest start in the body's last 8 bytes: one zero-padded copy
+        // of those, not one per value (short columns are mostly tail).
+        let tb = (fast * wz) >> 3;
+        let mut pad = [0u8; 16];
+        pad[..body.len() - tb].copy_from_slice(&body[tb..]);
+        out.extend((fast..n).map(|j| {
+            let bit = j * wz - tb * 8;
+            let b8: [u8; 8] = pad[bit >> 3..(bit >> 3) + 8].try_into().expect("8 bytes");
+            f((u64::from_le_bytes(b8) >> (bit & 7)) & mask)
+        }));
+        return;
     }
-    out.extend((i..n).map(|j| {
+    out.extend((0..n).map(|j| {
         let bit = j * wz;
         let byte = bit >> 3;
         let mut b16 = [0u8; 16];

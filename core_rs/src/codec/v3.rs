@@ -563,6 +563,10 @@ fn decode_with(payload: &[u8], b: &mut DecodeBufs) -> Result<Chunk, CodecError> 
         ));
     }
     let mut out = Chunk::with_capacity(0);
+    // Status and flags are read run by run: sized up front they grow in one
+    // step (capped: `n` is still unchecked against the columns here).
+    out.status.reserve_exact(n.min(DecodeBufs::KEEP));
+    out.flags.reserve_exact(n.min(DecodeBufs::KEEP));
     b.exceptions.clear();
     read_rest(rest, &b.runs, n, n_strings, &mut b.exceptions, &mut out)?;
     let (runs, exceptions) = (&b.runs, &b.exceptions);
