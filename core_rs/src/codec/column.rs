@@ -207,17 +207,30 @@ pub fn get3<T: ColumnNum>(
     n: usize,
     field: &'static str,
 ) -> Result<Vec<T>, CodecError> {
+    let mut out = Vec::new();
+    get3_into(r, n, field, &mut out)?;
+    Ok(out)
+}
+
+/// `get3` into a reused buffer (cleared first): the decoder of a small chunk
+/// reads a dozen short columns, and their allocations were a fixed cost.
+pub fn get3_into<T: ColumnNum>(
+    r: &mut Reader<'_>,
+    n: usize,
+    field: &'static str,
+    out: &mut Vec<T>,
+) -> Result<(), CodecError> {
+    out.clear();
     if n == 0 {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let at = r.pos();
     match r.u8(field)? {
-        m @ METHOD_PACK..=66 => {
-            let mut out = Vec::new();
-            pack::get(r, n, u32::from(m - METHOD_PACK), field, &mut out)?;
-            Ok(out.into_iter().map(T::from_i64).collect())
+        m @ METHOD_PACK..=66 => pack::get(r, n, u32::from(m - METHOD_PACK), field, out),
+        m @ (METHOD_VARINT | METHOD_PCO) => {
+            *out = get_body(r, m, at, n, field)?;
+            Ok(())
         }
-        m @ (METHOD_VARINT | METHOD_PCO) => get_body(r, m, at, n, field),
         m => Err(CodecError::Invalid {
             field,
             offset: at,

@@ -7,6 +7,7 @@
 //! and an order of magnitude faster both ways; `column3` picks pco instead
 //! for long columns where its binning wins.
 
+use super::column::ColumnNum;
 use super::varint::{put_u64, unzigzag, zigzag, Reader};
 use super::CodecError;
 
@@ -148,18 +149,19 @@ pub fn put(out: &mut Vec<u8>, vals: &[i64], f: Frame) {
     debug_assert_eq!(out.len() - start, len);
 }
 
-/// Read `n` values packed by `put` at width `w` (from the method byte) into `out`.
-pub fn get(
+/// Read `n` values packed by `put` at width `w` (from the method byte) into
+/// `out` (cleared first; a reused buffer keeps its capacity).
+pub fn get<T: ColumnNum>(
     r: &mut Reader<'_>,
     n: usize,
     w: u32,
     field: &'static str,
-    out: &mut Vec<i64>,
+    out: &mut Vec<T>,
 ) -> Result<(), CodecError> {
     let min = unzigzag(r.varint(field)?);
     out.clear();
     if w == 0 {
-        out.resize(n, min);
+        out.resize(n, T::from_i64(min));
         return Ok(());
     }
     let at = r.pos();
@@ -172,47 +174,51 @@ pub fn get(
         });
     }
     let body = r.bytes(body_len(n, w), field)?;
-    out.resize(n, 0);
-    unpack(body, w, out);
-    if g == 1 {
-        for v in out.iter_mut() {
-            *v = min.wrapping_add(*v);
-        }
-    } else {
-        for v in out.iter_mut() {
-            *v = min.wrapping_add(v.wrapping_mul(g as i64));
-        }
-    }
+    out.reserve_exact(n);
+    unpack(body, w, n, |p| T::from_i64(min.wrapping_add((p as i64).wrapping_mul(g as i64))), out);
     Ok(())
 }
 
-/// Unpack `out.len()` values of width `w` from `body`
-/// (`body.len() == body_len(out.len(), w)`).
+/// Append `n` values of width `w` from `body` (`body.len() == body_len(n, w)`),
+/// each mapped by `f`: one pass, no zeroing of `out` first.
 #[inline]
-fn unpack(body: &[u8], w: u32, out: &mut [i64]) {
+fn unpack<T>(body: &[u8], w: u32, n: usize, f: impl Fn(u64) -> T, out: &mut Vec<T>) {
     let mask = if w == 64 { u64::MAX } else { (1u64 << w) - 1 };
     let wz = w as usize;
     // Fast path: an unaligned 8-byte load holds any value of up to 57 bits
     // wherever it starts, for every value whose 8 bytes are in the body;
     // the last few are read through a zero-padded copy.
-    let mut i = 0usize;
-    if w <= 56 && body.len() >= 8 {
-        let fast = ((body.len() - 8) * 8 / wz + 1).min(out.len());
-        for (j, o) in out[..fast].iter_mut().enumerate() {
+    if w <= 56 {
+        let fast = if body.len() >= 8 {
+            ((body.len() - 8) * 8 / wz + 1).min(n)
+        } else {
+            0
+        };
+        out.extend((0..fast).map(|j| {
             let bit = j * wz;
             let b8: [u8; 8] = body[bit >> 3..(bit >> 3) + 8].try_into().expect("8 bytes");
-            *o = ((u64::from_le_bytes(b8) >> (bit & 7)) & mask) as i64;
-        }
-        i = fast;
+            f((u64::from_le_bytes(b8) >> (bit & 7)) & mask)
+        }));
+        // The rest start in the body's last 8 bytes: one zero-padded copy
+        // of those, not one per value (short columns are mostly tail).
+        let tb = (fast * wz) >> 3;
+        let mut pad = [0u8; 16];
+        pad[..body.len() - tb].copy_from_slice(&body[tb..]);
+        out.extend((fast..n).map(|j| {
+            let bit = j * wz - tb * 8;
+            let b8: [u8; 8] = pad[bit >> 3..(bit >> 3) + 8].try_into().expect("8 bytes");
+            f((u64::from_le_bytes(b8) >> (bit & 7)) & mask)
+        }));
+        return;
     }
-    for (j, o) in out.iter_mut().enumerate().skip(i) {
+    out.extend((0..n).map(|j| {
         let bit = j * wz;
         let byte = bit >> 3;
         let mut b16 = [0u8; 16];
         let end = body.len().min(byte + 16);
         b16[..end - byte].copy_from_slice(&body[byte..end]);
-        *o = ((u128::from_le_bytes(b16) >> (bit & 7)) as u64 & mask) as i64;
-    }
+        f((u128::from_le_bytes(b16) >> (bit & 7)) as u64 & mask)
+    }));
 }
 
 #[cfg(test)]
@@ -225,7 +231,7 @@ mod tests {
             let mut out = Vec::new();
             put(&mut out, vals, f);
             let mut r = Reader::new(&out);
-            let mut got = Vec::new();
+            let mut got: Vec<i64> = Vec::new();
             get(&mut r, vals.len(), f.w, "x", &mut got).unwrap();
             assert_eq!(r.remaining(), 0);
             assert_eq!(got, vals, "frame {f:?}");

@@ -339,7 +339,7 @@ struct Run {
     n_exc: usize,
 }
 
-fn read_runs(r: &mut Reader<'_>, n: usize) -> Result<Vec<Run>, CodecError> {
+fn read_runs(r: &mut Reader<'_>, n: usize, b: &mut DecodeBufs) -> Result<(), CodecError> {
     let n_runs = r.varint_max("tag_runs", n as u64)? as usize;
     if (n_runs == 0) != (n == 0) {
         return Err(invalid(
@@ -349,10 +349,13 @@ fn read_runs(r: &mut Reader<'_>, n: usize) -> Result<Vec<Run>, CodecError> {
         ));
     }
     let at = r.pos();
-    let deltas: Vec<i64> = column::get3(r, n_runs, "tag_delta")?;
-    let counts: Vec<i64> = column::get3(r, n_runs, "tag_run_count")?;
-    let modes: Vec<i64> = column::get3(r, n_runs, "value_mode")?;
-    let mut runs = Vec::with_capacity(n_runs);
+    column::get3_into(r, n_runs, "tag_delta", &mut b.a)?;
+    column::get3_into(r, n_runs, "tag_run_count", &mut b.b)?;
+    column::get3_into(r, n_runs, "value_mode", &mut b.c)?;
+    let (deltas, counts, modes) = (&b.a, &b.b, &b.c);
+    let runs = &mut b.runs;
+    runs.clear();
+    runs.reserve(n_runs);
     let (mut tag, mut total) = (0u64, 0usize);
     for j in 0..n_runs {
         // Bounds first: every column value is an arbitrary i64 here.
@@ -406,8 +409,9 @@ fn read_runs(r: &mut Reader<'_>, n: usize) -> Result<Vec<Run>, CodecError> {
         .filter(|r| matches!(r.mode, MODE_DEC64 | MODE_DEC32))
         .count();
     let at = r.pos();
-    let exps: Vec<i64> = column::get3(r, n_dec, "decimal_exponent")?;
-    let excs: Vec<i64> = column::get3(r, n_dec, "exception_count")?;
+    column::get3_into(r, n_dec, "decimal_exponent", &mut b.a)?;
+    column::get3_into(r, n_dec, "exception_count", &mut b.b)?;
+    let (exps, excs) = (&b.a, &b.b);
     let mut at_exc = 0usize;
     for (j, run) in runs
         .iter_mut()
@@ -434,7 +438,7 @@ fn read_runs(r: &mut Reader<'_>, n: usize) -> Result<Vec<Run>, CodecError> {
         run.n_exc = excs[j] as usize;
         at_exc += run.n_exc;
     }
-    Ok(runs)
+    Ok(())
 }
 
 /// The rest block: decimal exceptions (position, raw word), status, flags, strings.
@@ -468,7 +472,65 @@ fn read_rest(
     Ok(())
 }
 
+/// Column buffers the decoder reuses from chunk to chunk (per thread).
+#[derive(Default)]
+struct DecodeBufs {
+    a: Vec<i64>,
+    b: Vec<i64>,
+    c: Vec<i64>,
+    runs: Vec<Run>,
+    exceptions: Vec<(usize, u64)>,
+    time_first: Vec<i64>,
+    time_rest: Vec<i64>,
+    latency: Vec<i64>,
+    int_first: Vec<i64>,
+    int_rest: Vec<i64>,
+    floats: Vec<f64>,
+    words: Vec<u64>,
+}
+
+impl DecodeBufs {
+    /// Past this many elements a buffer is freed after use, so one huge
+    /// chunk does not pin its memory in the thread for good.
+    const KEEP: usize = 1 << 16;
+
+    fn trim(&mut self) {
+        fn t<T>(v: &mut Vec<T>) {
+            if v.capacity() > DecodeBufs::KEEP {
+                *v = Vec::new();
+            }
+        }
+        t(&mut self.a);
+        t(&mut self.b);
+        t(&mut self.c);
+        t(&mut self.runs);
+        t(&mut self.exceptions);
+        t(&mut self.time_first);
+        t(&mut self.time_rest);
+        t(&mut self.latency);
+        t(&mut self.int_first);
+        t(&mut self.int_rest);
+        t(&mut self.floats);
+        t(&mut self.words);
+    }
+}
+
+thread_local! {
+    static BUFS: std::cell::RefCell<DecodeBufs> = std::cell::RefCell::new(DecodeBufs::default());
+}
+
 pub fn decode(payload: &[u8]) -> Result<Chunk, CodecError> {
+    BUFS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut b) => {
+            let out = decode_with(payload, &mut b);
+            b.trim();
+            out
+        }
+        Err(_) => decode_with(payload, &mut DecodeBufs::default()),
+    })
+}
+
+fn decode_with(payload: &[u8], b: &mut DecodeBufs) -> Result<Chunk, CodecError> {
     let mut r = Reader::new(payload);
     let version = r.u8("codec_version")?;
     if version != VERSION {
@@ -476,7 +538,7 @@ pub fn decode(payload: &[u8]) -> Result<Chunk, CodecError> {
     }
     let n = r.varint_max("n_samples", MAX_SAMPLES as u64)? as usize;
     let n_strings = r.varint_max("n_strings", MAX_RAW_LEN as u64)? as usize;
-    let runs = read_runs(&mut r, n)?;
+    read_runs(&mut r, n, b)?;
 
     let method = r.u8("rest_compression")?;
     let raw_len = r.varint_max("rest_raw_len", MAX_RAW_LEN as u64)? as usize;
@@ -501,11 +563,16 @@ pub fn decode(payload: &[u8]) -> Result<Chunk, CodecError> {
         ));
     }
     let mut out = Chunk::with_capacity(0);
-    let mut exceptions = Vec::new();
-    read_rest(rest, &runs, n, n_strings, &mut exceptions, &mut out)?;
+    // Status and flags are read run by run: sized up front they grow in one
+    // step (capped: `n` is still unchecked against the columns here).
+    out.status.reserve_exact(n.min(DecodeBufs::KEEP));
+    out.flags.reserve_exact(n.min(DecodeBufs::KEEP));
+    b.exceptions.clear();
+    read_rest(rest, &b.runs, n, n_strings, &mut b.exceptions, &mut out)?;
+    let (runs, exceptions) = (&b.runs, &b.exceptions);
 
     let (mut n_first, mut n_ints, mut n_floats, mut n_words) = (0usize, 0usize, 0usize, 0usize);
-    for run in &runs {
+    for run in runs {
         match run.mode {
             MODE_INT => (n_first, n_ints) = (n_first + 1, n_ints + run.count),
             MODE_DEC64 | MODE_DEC32 => {
@@ -515,13 +582,15 @@ pub fn decode(payload: &[u8]) -> Result<Chunk, CodecError> {
             _ => n_words += run.count,
         }
     }
-    let time_first: Vec<i64> = column::get3(&mut r, runs.len(), "time_first")?;
-    let time_rest: Vec<i64> = column::get3(&mut r, n - runs.len(), "time_rest")?;
-    let latency: Vec<i64> = column::get3(&mut r, n, "latency")?;
-    let int_first: Vec<i64> = column::get3(&mut r, n_first, "int_first")?;
-    let int_rest: Vec<i64> = column::get3(&mut r, n_ints - n_first, "int_rest")?;
-    let floats: Vec<f64> = column::get3(&mut r, n_floats, "floats")?;
-    let words: Vec<u64> = column::get3(&mut r, n_words, "words")?;
+    column::get3_into(&mut r, runs.len(), "time_first", &mut b.time_first)?;
+    column::get3_into(&mut r, n - runs.len(), "time_rest", &mut b.time_rest)?;
+    column::get3_into(&mut r, n, "latency", &mut b.latency)?;
+    column::get3_into(&mut r, n_first, "int_first", &mut b.int_first)?;
+    column::get3_into(&mut r, n_ints - n_first, "int_rest", &mut b.int_rest)?;
+    column::get3_into(&mut r, n_floats, "floats", &mut b.floats)?;
+    column::get3_into(&mut r, n_words, "words", &mut b.words)?;
+    let (time_first, time_rest, latency) = (&b.time_first, &b.time_rest, &b.latency);
+    let (int_first, int_rest, floats, words) = (&b.int_first, &b.int_rest, &b.floats, &b.words);
     if r.remaining() != 0 {
         return Err(CodecError::Trailing {
             extra: r.remaining(),
@@ -615,7 +684,7 @@ pub fn decode(payload: &[u8]) -> Result<Chunk, CodecError> {
     out.server_ns.extend(
         out.source_ns
             .iter()
-            .zip(&latency)
+            .zip(latency)
             .map(|(&t, &l)| t.wrapping_add(l)),
     );
     Ok(out)
