@@ -158,7 +158,7 @@ def test_agent_over_its_memory_cap_stops_in_order_with_75(tmp_path: Path, notify
     assert "is over the cap of 1 MB ([agent] memory_max_mb): stopping in order (exit status 75)" in text
     notify.drain_all()
     assert notify.count("STOPPING=1") == 1
-    assert (tmp_path / "stats.json").exists(), "an orderly stop: the final counters are written"
+    assert (tmp_path / "stats.json").exists(), f"an orderly stop writes the final counters; agent log:\n{text}"
 
 
 def test_notify_is_a_no_op_outside_systemd(monkeypatch: pytest.MonkeyPatch) -> None:
