@@ -45,7 +45,8 @@ def handle_resend(spool: _core.Spool, sender: _core.DiodeSender, request: dict[s
     if by_seq == by_time:
         raise ValueError("resend: give either seq_first/seq_last or t_first_ns/t_last_ns")
     st = spool.stats()
-    held = f"the spool holds seq {st['first_lsn']}..{max(st['durable_lsn'] - 1, st['first_lsn'])}"
+    held = (f"the spool holds seq {st['first_lsn']}..{st['durable_lsn'] - 1}" if st["durable_lsn"] > st["first_lsn"]
+            else "the spool holds no frame")
     if by_seq:
         a, b = _int(request, "seq_first"), _int(request, "seq_last")
         if a < 0 or b < a:

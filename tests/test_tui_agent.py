@@ -214,7 +214,8 @@ async def test_resend_asks_then_reaches_the_agent() -> None:
             log = screen.query_one("#resend-log", RichLog)
             assert screen.query_one("#resend-send", Button).has_focus
             await wait_for(pilot, lambda: "(15m00s)" in screen_text(app), what="preview")
-            # the real agent queues frames 0..2 of its spool on the sender
+            # the real agent queues frames 0..2 of its spool on the sender, once it has one
+            await wait_for(pilot, lambda: ra.agent.spool.stats()["durable_lsn"] >= 1, what="a durable frame")
             await pilot.press("t")  # sequence numbers
             await pilot.press(*"0", "tab", *"2")
             await pilot.press("ctrl+s")
