@@ -8,6 +8,7 @@ use pco::standalone::{simple_compress, simple_decompress_into};
 use pco::{ChunkConfig, DeltaSpec};
 
 use super::pack;
+use super::segframe;
 use super::varint::{put_u64, Reader};
 use super::CodecError;
 
@@ -15,6 +16,21 @@ pub const METHOD_VARINT: u8 = 0;
 pub const METHOD_PCO: u8 = 1;
 /// v3: method `METHOD_PACK + w` is a `pack` frame of width `w` (0..=64).
 pub const METHOD_PACK: u8 = 2;
+/// v3: a segmented column (`segframe`), a frame per tag run.
+pub const METHOD_SEG: u8 = 67;
+/// v3: the whole column as one `segframe` segment (`v = q * B + r` with one
+/// base for every value: a time column whose tags share a sampling grid).
+pub const METHOD_MULT: u8 = 68;
+
+/// How a v3 column made of per-run segments may be written as a `segframe`.
+pub struct Segs<'a> {
+    /// The runs' segment lengths, summing to the column's length.
+    pub lens: &'a [u32],
+    /// Also try `v = q * B + r` (time deltas), per segment and for the column.
+    pub mult: bool,
+    /// Reused plans: per segment, and the whole column.
+    pub plans: &'a mut [segframe::Plan; 2],
+}
 /// Below this many values pco's header costs more than it saves.
 const PCO_MIN_N: usize = 32;
 /// pco level: 4 is close to the default 8 on plant data and much faster.
@@ -25,6 +41,9 @@ pub const PCO_MIN_N_V3: usize = 4096;
 /// ... and from this many when the packed frame is wide (16 bits or more: a
 /// time column mixing several sampling periods, which pco's bins separate).
 pub const PCO_WIDE_N_V3: usize = 512;
+/// v3 tries `segframe` from this many values: below it (1 s windows, runs
+/// of one or two samples) it did not win once on the benchmark's data.
+pub const SEG_MIN_N: usize = 512;
 
 /// The number types a column holds; pco models each differently (f64 gets
 /// its float modes, e.g. decimal multiples).
@@ -136,6 +155,28 @@ pub fn put3<T: ColumnNum>(
     vals: &[T],
     delta: DeltaSpec,
 ) -> Result<(), CodecError> {
+    put3_with(out, vals, delta, None, Pco::Try)
+}
+
+/// Whether a long v3 column tries pco.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Pco {
+    Try,
+    /// Never: columns where pco saves little and costs more than the rest
+    /// of the encoder together (docs/codec.md).
+    Never,
+}
+
+/// `put3` for a column made of per-run segments (`segs`, lengths summing to
+/// `vals.len()`), which may also be written as a `segframe`; `pco` says
+/// when pco is tried (docs/codec.md has what each column gets).
+pub fn put3_with<T: ColumnNum>(
+    out: &mut Vec<u8>,
+    vals: &[T],
+    delta: DeltaSpec,
+    segs: Option<Segs<'_>>,
+    pco: Pco,
+) -> Result<(), CodecError> {
     if vals.is_empty() {
         return Ok(());
     }
@@ -161,7 +202,31 @@ pub fn put3<T: ColumnNum>(
     } else {
         (usize::MAX, 0)
     };
-    let p = if vals.len() >= PCO_MIN_N_V3 || (vals.len() >= PCO_WIDE_N_V3 && f.w >= 16) {
+    let one = [vals.len() as u32];
+    let (mut seg, mut seg_len) = (None, usize::MAX);
+    // Per-run frames pay for their headers from runs of a few values on;
+    // one base for the whole column is for runs too short to find their own.
+    let n_segs = segs.as_ref().map_or(0, |s| s.lens.len());
+    let runs_of = |k: usize| vals.len() >= k * n_segs;
+    if let Some(Segs { lens, mult, plans }) = segs.filter(|_| vals.len() >= SEG_MIN_N) {
+        let [per_run, whole] = plans;
+        if runs_of(3) {
+            if let Some(len) = segframe::plan(&ints, lens, mult, per_run) {
+                (seg, seg_len) = (Some((METHOD_SEG, lens, &*per_run)), len);
+            }
+        }
+        if mult && !runs_of(16) && f.w > 12 && segframe::mult_looks_narrower(&ints, f.w) {
+            match segframe::plan(&ints, &one, true, whole) {
+                Some(len) if len < seg_len => {
+                    (seg, seg_len) = (Some((METHOD_MULT, &one[..], &*whole)), len)
+                }
+                _ => {}
+            }
+        }
+    }
+    let long = vals.len() >= PCO_MIN_N_V3 || (vals.len() >= PCO_WIDE_N_V3 && f.w >= 16);
+    let best = packed.min(var).min(seg_len);
+    let p = if pco == Pco::Try && long {
         let cfg = ChunkConfig::default()
             .with_compression_level(PCO_LEVEL)
             .with_delta_spec(delta);
@@ -170,10 +235,15 @@ pub fn put3<T: ColumnNum>(
         None
     };
     match p {
-        Some(p) if p.len() + varint_len(p.len() as u64) < packed.min(var) => {
+        Some(p) if p.len() + varint_len(p.len() as u64) < best => {
             out.push(METHOD_PCO);
             put_u64(out, p.len() as u64);
             out.extend_from_slice(&p);
+        }
+        _ if seg_len < packed.min(var) => {
+            let (method, lens, plan) = seg.expect("planned");
+            out.push(method);
+            segframe::put(out, &ints, lens, plan);
         }
         _ if var < packed => {
             out.push(METHOD_VARINT);
@@ -225,7 +295,42 @@ pub fn get3_into<T: ColumnNum>(
         return Ok(());
     }
     let at = r.pos();
+    let m = r.u8(field)?;
+    get3_body(r, m, at, n, field, out)
+}
+
+/// `get3_into` for a column written by `put3_segs` with these `segs`.
+pub fn get3_segs_into(
+    r: &mut Reader<'_>,
+    n: usize,
+    segs: &[u32],
+    field: &'static str,
+    bufs: &mut segframe::Bufs,
+    out: &mut Vec<i64>,
+) -> Result<(), CodecError> {
+    out.clear();
+    if n == 0 {
+        return Ok(());
+    }
+    let at = r.pos();
     match r.u8(field)? {
+        METHOD_SEG if segs.iter().map(|&l| l as usize).sum::<usize>() == n => {
+            segframe::get(r, segs, field, bufs, out)
+        }
+        METHOD_MULT => segframe::get(r, &[n as u32], field, bufs, out),
+        m => get3_body(r, m, at, n, field, out),
+    }
+}
+
+fn get3_body<T: ColumnNum>(
+    r: &mut Reader<'_>,
+    m: u8,
+    at: usize,
+    n: usize,
+    field: &'static str,
+    out: &mut Vec<T>,
+) -> Result<(), CodecError> {
+    match m {
         m @ METHOD_PACK..=66 => pack::get(r, n, u32::from(m - METHOD_PACK), field, out),
         m @ (METHOD_VARINT | METHOD_PCO) => {
             *out = get_body(r, m, at, n, field)?;

@@ -11,6 +11,7 @@ pub mod column;
 pub mod decimal;
 pub mod lossy;
 pub mod pack;
+pub mod segframe;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

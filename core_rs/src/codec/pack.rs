@@ -80,12 +80,17 @@ pub fn frame(vals: &[i64], find_gcd: bool) -> Frame {
             w: 64 - range.leading_zeros(),
         };
     }
-    // The divisor: gcd of the first nonzero distance and the rest, with a
-    // multiply-only test per value; a real `gcd` only when a value breaks it.
+    let g = common_divisor(vals.iter().map(|&v| v.wrapping_sub(min) as u64)).max(1);
+    let w = 64 - (range / g).leading_zeros();
+    Frame { min, g, w }
+}
+
+/// The gcd of `dists` (0 when all are 0): the first nonzero distance, then a
+/// multiply-only test per value; a real `gcd` only when a value breaks it.
+pub fn common_divisor(dists: impl Iterator<Item = u64>) -> u64 {
     let mut g = 0u64;
     let mut div = Divisor::new(1);
-    for &v in vals {
-        let d = v.wrapping_sub(min) as u64;
+    for d in dists {
         if g == 0 {
             if d != 0 {
                 g = d;
@@ -99,8 +104,86 @@ pub fn frame(vals: &[i64], find_gcd: bool) -> Frame {
             div = Divisor::new(g);
         }
     }
-    let w = 64 - (range / g).leading_zeros();
-    Frame { min, g, w }
+    g
+}
+
+/// Little-endian bit stream writer: each value goes into a u64 accumulator
+/// whole, its high bits carried into the next word when it straddles one.
+#[derive(Default)]
+pub struct BitWriter {
+    acc: u64,
+    bits: u32,
+}
+
+impl BitWriter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Append the low `w` bits of `p` (`p < 2^w`, `w` in 1..=64).
+    #[inline]
+    pub fn push(&mut self, out: &mut Vec<u8>, p: u64, w: u32) {
+        self.acc |= p << self.bits;
+        self.bits += w;
+        if self.bits >= 64 {
+            out.extend_from_slice(&self.acc.to_le_bytes());
+            self.bits -= 64;
+            self.acc = if self.bits == 0 {
+                0
+            } else {
+                p >> (w - self.bits)
+            };
+        }
+    }
+
+    /// Write the last partial word (whole bytes only).
+    pub fn finish(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.acc.to_le_bytes()[..self.bits.div_ceil(8) as usize]);
+    }
+}
+
+/// Exact division by `g` (which must divide `d`): a multiply, not a `div`.
+#[derive(Clone, Copy)]
+pub struct Exact(Divisor);
+
+impl Exact {
+    pub fn new(g: u64) -> Self {
+        Exact(Divisor::new(g))
+    }
+    #[inline]
+    pub fn div(&self, d: u64) -> u64 {
+        self.0.quotient(d).expect("g divides every distance")
+    }
+}
+
+/// Append `n` values of `w` bits (1..=64) starting at bit `bit0` of `pad`,
+/// each mapped by `f`. `pad` must extend at least 16 bytes past the last
+/// value's first byte (the caller copies the body into a zero-padded buffer),
+/// so every load is a plain unaligned read.
+#[inline]
+pub fn unpack_padded<T>(
+    pad: &[u8],
+    bit0: usize,
+    w: u32,
+    n: usize,
+    f: impl Fn(u64) -> T,
+    out: &mut Vec<T>,
+) {
+    let mask = if w == 64 { u64::MAX } else { (1u64 << w) - 1 };
+    let wz = w as usize;
+    if w <= 56 {
+        out.extend((0..n).map(|j| {
+            let bit = bit0 + j * wz;
+            let b8: [u8; 8] = pad[bit >> 3..(bit >> 3) + 8].try_into().expect("8 bytes");
+            f((u64::from_le_bytes(b8) >> (bit & 7)) & mask)
+        }));
+    } else {
+        out.extend((0..n).map(|j| {
+            let bit = bit0 + j * wz;
+            let b16: [u8; 16] = pad[bit >> 3..(bit >> 3) + 16].try_into().expect("16 bytes");
+            f((u128::from_le_bytes(b16) >> (bit & 7)) as u64 & mask)
+        }));
+    }
 }
 
 /// Bytes the packed body of `n` values at width `w` takes.
@@ -119,33 +202,18 @@ pub fn put(out: &mut Vec<u8>, vals: &[i64], f: Frame) {
     let start = out.len();
     let len = body_len(vals.len(), f.w);
     out.reserve(len + 16);
-    let w = f.w;
-    // A u64 accumulator: each value goes in whole, its high bits carried
-    // into the next word when it straddles one.
-    let (mut acc, mut bits) = (0u64, 0u32);
-    let mut push = |p: u64| {
-        acc |= p << bits;
-        bits += w;
-        if bits >= 64 {
-            out.extend_from_slice(&acc.to_le_bytes());
-            bits -= 64;
-            acc = if bits == 0 { 0 } else { p >> (w - bits) };
-        }
-    };
+    let mut bw = BitWriter::new();
     if f.g == 1 {
         for &v in vals {
-            push(v.wrapping_sub(f.min) as u64);
+            bw.push(out, v.wrapping_sub(f.min) as u64, f.w);
         }
     } else {
-        let div = Divisor::new(f.g);
+        let div = Exact::new(f.g);
         for &v in vals {
-            push(
-                div.quotient(v.wrapping_sub(f.min) as u64)
-                    .expect("g divides every distance"),
-            );
+            bw.push(out, div.div(v.wrapping_sub(f.min) as u64), f.w);
         }
     }
-    out.extend_from_slice(&acc.to_le_bytes()[..bits.div_ceil(8) as usize]);
+    bw.finish(out);
     debug_assert_eq!(out.len() - start, len);
 }
 
@@ -175,7 +243,13 @@ pub fn get<T: ColumnNum>(
     }
     let body = r.bytes(body_len(n, w), field)?;
     out.reserve_exact(n);
-    unpack(body, w, n, |p| T::from_i64(min.wrapping_add((p as i64).wrapping_mul(g as i64))), out);
+    unpack(
+        body,
+        w,
+        n,
+        |p| T::from_i64(min.wrapping_add((p as i64).wrapping_mul(g as i64))),
+        out,
+    );
     Ok(())
 }
 

@@ -123,6 +123,60 @@ fn plant_data_v3_is_as_small_as_v2() {
     }
 }
 
+/// Tags sampled every 0.5, 1 or 2 s and reported on change (so a tag's time
+/// deltas are a few periods), clock jitter of up to +-1.5 ms at OPC UA's 100
+/// ns resolution, and random-walk decimal values: the shape of `recorded`.
+pub(super) fn periodic_chunk(r: &mut Rng, tags: u32, secs: i64) -> (Chunk, Vec<u8>) {
+    let mut c = Chunk::default();
+    let t0 = 1_780_000_000_000_000_000i64;
+    for tag in 0..tags {
+        let period = [500_000_000i64, 1_000_000_000, 2_000_000_000][tag as usize % 3];
+        // Value steps from 0.01 to 1000 units (instruments of every range).
+        let step = [1u64, 10, 100, 1000, 10_000, 100_000][tag as usize % 6];
+        let (mut k, mut slot) = (1000i64, 0i64);
+        while slot * period < secs * 1_000_000_000 {
+            let jitter = (r.below(30_001) as i64 - 15_000) * 100;
+            k += (r.below(2 * step + 1) as i64 - step as i64) * 7;
+            push(
+                &mut c,
+                tag,
+                t0 + slot * period + jitter,
+                0,
+                (k as f64 / 100.0).to_bits(),
+            );
+            slot += 1 + r.below(3) as i64; // on change: one to three periods
+        }
+    }
+    (c, vec![kind::F64; tags as usize])
+}
+
+#[test]
+fn periodic_times_and_tag_deltas_get_a_frame_per_run() {
+    let mut r = Rng::new(0x5e9);
+    // 60 s: runs of 10-60 samples, per-run frames (and q * period + jitter).
+    // 8 s: runs of 2-8, one base for the whole time column.
+    // Bounds: 0.4 bytes/sample under what one frame per column gave (60 s:
+    // 3.25 for times, 1.77 for values; 8 s: 3.17 for times).
+    for (secs, most, most_values) in [(60, 2.8, 1.4), (8, 2.8, 2.1)] {
+        let (c, kinds) = periodic_chunk(&mut r, 150, secs);
+        let n = c.len() as f64;
+        let all = round_trip(&c, &kinds).len() as f64 / n;
+        // Timestamps alone (values zeroed, server time = source time).
+        let mut t = c.clone();
+        t.value_bits.iter_mut().for_each(|v| *v = 0);
+        t.server_ns = t.source_ns.clone();
+        let times = round_trip(&t, &kinds).len() as f64 / n;
+        assert!(times < most, "{secs} s: {times:.2} bytes/sample for times");
+        // The value deltas: one frame stores all at the widest tag's width.
+        assert!(
+            all - times < most_values,
+            "{secs} s: {:.2} bytes/sample for values",
+            all - times
+        );
+        mutate_and_decode(&mut r, &encode_typed(&c.columns(), &kinds).unwrap(), 150);
+    }
+}
+
 #[test]
 fn mutated_v3_payloads_never_panic() {
     let mut r = Rng::new(0xf033);
@@ -203,6 +257,29 @@ fn fixed_vector_v3() {
     assert_eq!(super::tests::hex(&enc), VECTOR_V3);
 }
 
+/// Periodic chunks long enough for segmented columns (`segframe`): 8, 34
+/// and 60 s of 40, 90 and 140 tags.
+fn periodic_corpus() -> Vec<(String, Chunk, Vec<u8>)> {
+    let mut r = Rng::new(2027);
+    (0..3u32)
+        .map(|i| {
+            let (c, k) = periodic_chunk(&mut r, 40 + 50 * i, 8 + 26 * i64::from(i));
+            (format!("v3-periodic-{i}.bin"), c, k)
+        })
+        .collect()
+}
+
+/// Writes the periodic corpus files: `cargo test -p tidegate-core
+/// write_corpus_periodic -- --ignored` (the older files stay as written).
+#[test]
+#[ignore]
+fn write_corpus_periodic() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/codec_corpus");
+    for (name, c, k) in periodic_corpus() {
+        std::fs::write(dir.join(name), encode_typed(&c.columns(), &k).unwrap()).unwrap();
+    }
+}
+
 /// The corpus files were written by earlier encoders (`write_corpus`, same
 /// seeds): every stored v1, v2 and v3 payload still decodes to its chunk.
 #[test]
@@ -236,5 +313,8 @@ fn stored_payloads_of_every_version_decode_to_their_chunks() {
         ] {
             check(name.replace("{}", &i.to_string()), &c);
         }
+    }
+    for (name, c, _) in periodic_corpus() {
+        check(name, &c);
     }
 }
