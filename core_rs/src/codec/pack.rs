@@ -232,15 +232,7 @@ pub fn get<T: ColumnNum>(
         out.resize(n, T::from_i64(min));
         return Ok(());
     }
-    let at = r.pos();
-    let g = r.varint(field)?;
-    if g == 0 {
-        return Err(CodecError::Invalid {
-            field,
-            offset: at,
-            msg: "frame divisor 0".into(),
-        });
-    }
+    let g = read_divisor(r, field)?;
     let body = r.bytes(body_len(n, w), field)?;
     out.reserve_exact(n);
     unpack(
@@ -251,6 +243,19 @@ pub fn get<T: ColumnNum>(
         out,
     );
     Ok(())
+}
+
+/// A frame's divisor `g` (varint, at least 1).
+pub fn read_divisor(r: &mut Reader<'_>, field: &'static str) -> Result<u64, CodecError> {
+    let at = r.pos();
+    match r.varint(field)? {
+        0 => Err(CodecError::Invalid {
+            field,
+            offset: at,
+            msg: "frame divisor 0".into(),
+        }),
+        g => Ok(g),
+    }
 }
 
 /// Append `n` values of width `w` from `body` (`body.len() == body_len(n, w)`),

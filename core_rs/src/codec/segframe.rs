@@ -143,18 +143,8 @@ pub fn plan(vals: &[i64], segs: &[u32], mult: bool, p: &mut Plan) -> Option<usiz
     }
     let g = g.max(1);
     let mut bits = 0u64;
-    let (mut at, mut m, mut j) = (0usize, 0usize, 0usize);
-    for &l in segs {
-        let l = l as usize;
-        if l == 0 {
-            continue;
-        }
+    for (at, l, m, j) in walk(segs).filter(|w| w.1 >= 2) {
         let (s, lo) = (&vals[at..at + l], p.mins[m]);
-        at += l;
-        m += 1;
-        if l < 2 {
-            continue;
-        }
         let hi = p.widths[j];
         let w = 64 - (hi.wrapping_sub(lo) as u64 / g).leading_zeros();
         let (mut base, mut seg_bits) = (0i64, l as u64 * u64::from(w));
@@ -163,7 +153,7 @@ pub fn plan(vals: &[i64], segs: &[u32], mult: bool, p: &mut Plan) -> Option<usiz
                 let mb = l as u64 * u64::from(wq + wr);
                 if mb + 16 < seg_bits {
                     (base, seg_bits) = (b, mb);
-                    p.mins[m - 1] = rlo;
+                    p.mins[m] = rlo;
                     p.qmins.push(qlo);
                     p.qwidths.push(wq.into());
                     p.widths[j] = wr.into();
@@ -175,7 +165,6 @@ pub fn plan(vals: &[i64], segs: &[u32], mult: bool, p: &mut Plan) -> Option<usiz
         }
         p.bases.push(base);
         bits += seg_bits;
-        j += 1;
     }
     p.g = g;
     p.bits = bits;
@@ -190,6 +179,19 @@ pub fn plan(vals: &[i64], segs: &[u32], mult: bool, p: &mut Plan) -> Option<usiz
         + col(&p.qwidths, 7)
         + 10;
     Some(head + bits.div_ceil(8) as usize)
+}
+
+/// Each non-empty segment: (its start in the column, its length, its index
+/// among non-empty segments, its index among segments of two or more).
+fn walk(segs: &[u32]) -> impl Iterator<Item = (usize, usize, usize, usize)> + '_ {
+    let (mut at, mut m, mut j) = (0usize, 0usize, 0usize);
+    segs.iter().filter(|&&l| l > 0).map(move |&l| {
+        let (l, here) = (l as usize, (at, l as usize, m, j));
+        at += l;
+        m += 1;
+        j += usize::from(l >= 2);
+        here
+    })
 }
 
 fn gcd_with(g: u64, dists: impl Iterator<Item = u64>) -> u64 {
@@ -217,20 +219,10 @@ pub fn put(out: &mut Vec<u8>, vals: &[i64], segs: &[u32], p: &Plan) {
     out.reserve(p.bits.div_ceil(8) as usize + 8);
     let div = Exact::new(p.g);
     let mut bw = BitWriter::new();
-    let (mut at, mut m, mut j, mut k) = (0usize, 0usize, 0usize, 0usize);
-    for &l in segs {
-        let l = l as usize;
-        if l == 0 {
-            continue;
-        }
+    let mut k = 0usize;
+    for (at, l, m, j) in walk(segs).filter(|w| w.1 >= 2) {
         let (s, lo) = (&vals[at..at + l], p.mins[m]);
-        at += l;
-        m += 1;
-        if l < 2 {
-            continue;
-        }
         let (w, b) = (p.widths[j] as u32, p.bases[j]);
-        j += 1;
         if b != 0 {
             let (qlo, wq) = (p.qmins[k], p.qwidths[k] as u32);
             k += 1;
@@ -333,15 +325,7 @@ pub fn get(
         }
         bits += u64::from(l) * w;
     }
-    let at = r.pos();
-    let g = r.varint(field)?;
-    if g == 0 {
-        return Err(CodecError::Invalid {
-            field,
-            offset: at,
-            msg: "frame divisor 0".into(),
-        });
-    }
+    let g = pack::read_divisor(r, field)?;
     let len = usize::try_from(bits.div_ceil(8)).unwrap_or(usize::MAX);
     let body = r.bytes(len, field)?; // bounds the work below by the input's size
     b.pad.clear();
@@ -349,20 +333,14 @@ pub fn get(
     b.pad.resize(body.len() + 16, 0);
     let total: usize = segs.iter().map(|&l| l as usize).sum();
     out.reserve(total);
-    let (mut bit, mut m, mut j, mut k) = (0usize, 0usize, 0usize, 0usize);
-    for &l in segs {
-        let l = l as usize;
-        if l == 0 {
-            continue;
-        }
+    let (mut bit, mut k) = (0usize, 0usize);
+    for (_, l, m, j) in walk(segs) {
         let lo = b.mins[m];
-        m += 1;
         if l == 1 {
             out.push(lo);
             continue;
         }
         let (w, base) = (b.widths[j] as u32, b.bases[j]);
-        j += 1;
         if base != 0 {
             let (qlo, wq) = (b.qmins[k], b.qwidths[k] as u32);
             k += 1;
