@@ -332,10 +332,7 @@ fn get3_body<T: ColumnNum>(
 ) -> Result<(), CodecError> {
     match m {
         m @ METHOD_PACK..=66 => pack::get(r, n, u32::from(m - METHOD_PACK), field, out),
-        m @ (METHOD_VARINT | METHOD_PCO) => {
-            *out = get_body(r, m, at, n, field)?;
-            Ok(())
-        }
+        m @ (METHOD_VARINT | METHOD_PCO) => get_body_into(r, m, at, n, field, out),
         m => Err(CodecError::Invalid {
             field,
             offset: at,
@@ -352,22 +349,26 @@ pub fn get<T: ColumnNum>(
 ) -> Result<Vec<T>, CodecError> {
     let at = r.pos();
     let method = r.u8(field)?;
-    get_body(r, method, at, n, field)
+    let mut out = Vec::new();
+    get_body_into(r, method, at, n, field, &mut out)?;
+    Ok(out)
 }
 
-/// The varint or pco body of a column whose method byte (at `at`) was read.
-fn get_body<T: ColumnNum>(
+/// The varint or pco body of a column whose method byte (at `at`) was read,
+/// into `out` (empty; a reused buffer keeps its capacity).
+fn get_body_into<T: ColumnNum>(
     r: &mut Reader<'_>,
     method: u8,
     at: usize,
     n: usize,
     field: &'static str,
-) -> Result<Vec<T>, CodecError> {
+    out: &mut Vec<T>,
+) -> Result<(), CodecError> {
     let len = r.varint_max(field, r.remaining() as u64)? as usize;
     let body = r.bytes(len, field)?;
     match method {
         METHOD_VARINT => {
-            let mut out = Vec::with_capacity(n.min(body.len()));
+            out.reserve(n.min(body.len()));
             let used = super::varint::read_n(body, n, |v| out.push(T::from_zigzag_u64(v)))
                 .ok_or(CodecError::Truncated { field, offset: at })?;
             if used != body.len() {
@@ -376,11 +377,11 @@ fn get_body<T: ColumnNum>(
                     offset: at,
                 });
             }
-            Ok(out)
+            Ok(())
         }
         METHOD_PCO => {
-            let mut out = vec![T::default(); n];
-            let p = simple_decompress_into(body, &mut out).map_err(|e| pco_err(field, at, e))?;
+            out.resize(n, T::default());
+            let p = simple_decompress_into(body, out).map_err(|e| pco_err(field, at, e))?;
             if p.n_processed != n || !p.finished {
                 return Err(CodecError::Invalid {
                     field,
@@ -388,7 +389,7 @@ fn get_body<T: ColumnNum>(
                     msg: format!("pco column holds a different count than the {n} expected"),
                 });
             }
-            Ok(out)
+            Ok(())
         }
         m => Err(CodecError::Invalid {
             field,

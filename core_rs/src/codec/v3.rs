@@ -363,7 +363,7 @@ struct Run {
     n_exc: usize,
 }
 
-fn read_runs(r: &mut Reader<'_>, n: usize, b: &mut DecodeBufs) -> Result<(), CodecError> {
+fn read_runs(r: &mut Reader<'_>, n: usize, b: &mut DecodeBufs) -> Result<Counts, CodecError> {
     let n_runs = r.varint_max("tag_runs", n as u64)? as usize;
     if (n_runs == 0) != (n == 0) {
         return Err(invalid(
@@ -380,7 +380,7 @@ fn read_runs(r: &mut Reader<'_>, n: usize, b: &mut DecodeBufs) -> Result<(), Cod
     let runs = &mut b.runs;
     runs.clear();
     runs.reserve(n_runs);
-    let (mut tag, mut total) = (0u64, 0usize);
+    let (mut tag, mut total, mut n_dec) = (0u64, 0usize, 0usize);
     for j in 0..n_runs {
         // Bounds first: every column value is an arbitrary i64 here.
         if deltas[j] < 0 || tag + deltas[j] as u64 > u64::from(u32::MAX) {
@@ -412,6 +412,7 @@ fn read_runs(r: &mut Reader<'_>, n: usize, b: &mut DecodeBufs) -> Result<(), Cod
             ));
         }
         total += count as usize + 1;
+        n_dec += usize::from(matches!(mode as u8, MODE_DEC64 | MODE_DEC32));
         runs.push(Run {
             tag: tag as u32,
             count: count as usize + 1,
@@ -428,54 +429,91 @@ fn read_runs(r: &mut Reader<'_>, n: usize, b: &mut DecodeBufs) -> Result<(), Cod
             format!("runs cover {total} samples, header says {n}"),
         ));
     }
-    let n_dec = runs
-        .iter()
-        .filter(|r| matches!(r.mode, MODE_DEC64 | MODE_DEC32))
-        .count();
     let at = r.pos();
     column::get3_into(r, n_dec, "decimal_exponent", &mut b.a)?;
     column::get3_into(r, n_dec, "exception_count", &mut b.b)?;
     let (exps, excs) = (&b.a, &b.b);
-    let mut at_exc = 0usize;
-    for (j, run) in runs
-        .iter_mut()
-        .filter(|r| matches!(r.mode, MODE_DEC64 | MODE_DEC32))
-        .enumerate()
-    {
-        if !(0..=i64::from(decimal::MAX_E)).contains(&exps[j]) {
-            return Err(invalid(
-                "decimal_exponent",
-                at,
-                format!("{} exceeds {}", exps[j], decimal::MAX_E),
-            ));
+    // One pass: the decimal runs' exponents and exceptions, each column's
+    // count, and the segments of time_rest and int_rest.
+    let (seg_time, seg_int) = (&mut b.seg_time, &mut b.seg_int);
+    seg_time.clear();
+    seg_int.clear();
+    let mut c = Counts::default();
+    let (mut jd, mut at_exc) = (0usize, 0usize);
+    for run in runs.iter_mut() {
+        if run.count > 1 {
+            seg_time.push(run.count as u32 - 1);
         }
-        // A decimal run always keeps at least one value as k (its first).
-        if !(0..run.count as i64).contains(&excs[j]) {
-            return Err(invalid(
-                "exception_count",
-                at,
-                format!("{} exceptions in a run of {}", excs[j], run.count),
-            ));
+        let rest = match run.mode {
+            MODE_INT => {
+                (c.first, c.ints) = (c.first + 1, c.ints + run.count);
+                run.count - 1
+            }
+            MODE_DEC64 | MODE_DEC32 => {
+                let (e, x) = (exps[jd], excs[jd]);
+                jd += 1;
+                if !(0..=i64::from(decimal::MAX_E)).contains(&e) {
+                    return Err(invalid(
+                        "decimal_exponent",
+                        at,
+                        format!("{} exceeds {}", e, decimal::MAX_E),
+                    ));
+                }
+                // A decimal run always keeps at least one value as k (its first).
+                if !(0..run.count as i64).contains(&x) {
+                    return Err(invalid(
+                        "exception_count",
+                        at,
+                        format!("{} exceptions in a run of {}", x, run.count),
+                    ));
+                }
+                run.e = e as u8;
+                run.exc_at = at_exc;
+                run.n_exc = x as usize;
+                at_exc += run.n_exc;
+                (c.first, c.ints) = (c.first + 1, c.ints + run.count - run.n_exc);
+                run.count - run.n_exc - 1
+            }
+            MODE_FLOAT => {
+                c.floats += run.count;
+                0
+            }
+            _ => {
+                c.words += run.count;
+                0
+            }
+        };
+        if rest > 0 {
+            seg_int.push(rest as u32);
         }
-        run.e = exps[j] as u8;
-        run.exc_at = at_exc;
-        run.n_exc = excs[j] as usize;
-        at_exc += run.n_exc;
     }
-    Ok(())
+    c.any_exc = at_exc > 0;
+    Ok(c)
+}
+
+/// How many values each column holds, from the runs.
+#[derive(Default)]
+struct Counts {
+    first: usize,
+    ints: usize,
+    floats: usize,
+    words: usize,
+    /// Whether any decimal run has exceptions.
+    any_exc: bool,
 }
 
 /// The rest block: decimal exceptions (position, raw word), status, flags, strings.
 fn read_rest(
     h: &[u8],
     runs: &[Run],
+    any_exc: bool,
     n: usize,
     n_strings: usize,
     exceptions: &mut Vec<(usize, u64)>,
     out: &mut Chunk,
 ) -> Result<(), CodecError> {
     let mut r = Reader::new(h);
-    for run in runs.iter().filter(|r| r.n_exc > 0) {
+    for run in runs.iter().filter(|r| any_exc && r.n_exc > 0) {
         let mut next = 0usize;
         for _ in 0..run.n_exc {
             let off = r.pos();
@@ -568,7 +606,7 @@ fn decode_with(payload: &[u8], b: &mut DecodeBufs) -> Result<Chunk, CodecError> 
     }
     let n = r.varint_max("n_samples", MAX_SAMPLES as u64)? as usize;
     let n_strings = r.varint_max("n_strings", MAX_RAW_LEN as u64)? as usize;
-    read_runs(&mut r, n, b)?;
+    let c = read_runs(&mut r, n, b)?;
 
     let method = r.u8("rest_compression")?;
     let raw_len = r.varint_max("rest_raw_len", MAX_RAW_LEN as u64)? as usize;
@@ -598,35 +636,18 @@ fn decode_with(payload: &[u8], b: &mut DecodeBufs) -> Result<Chunk, CodecError> 
     out.status.reserve_exact(n.min(DecodeBufs::KEEP));
     out.flags.reserve_exact(n.min(DecodeBufs::KEEP));
     b.exceptions.clear();
-    read_rest(rest, &b.runs, n, n_strings, &mut b.exceptions, &mut out)?;
+    read_rest(
+        rest,
+        &b.runs,
+        c.any_exc,
+        n,
+        n_strings,
+        &mut b.exceptions,
+        &mut out,
+    )?;
     let (runs, exceptions) = (&b.runs, &b.exceptions);
 
-    let (mut n_first, mut n_ints, mut n_floats, mut n_words) = (0usize, 0usize, 0usize, 0usize);
-    // The segments of time_rest and int_rest, as the encoder made them.
-    let (seg_time, seg_int) = (&mut b.seg_time, &mut b.seg_int);
-    seg_time.clear();
-    seg_int.clear();
-    for run in runs {
-        if run.count > 1 {
-            seg_time.push(run.count as u32 - 1);
-        }
-        match run.mode {
-            MODE_INT => (n_first, n_ints) = (n_first + 1, n_ints + run.count),
-            MODE_DEC64 | MODE_DEC32 => {
-                (n_first, n_ints) = (n_first + 1, n_ints + run.count - run.n_exc)
-            }
-            MODE_FLOAT => n_floats += run.count,
-            _ => n_words += run.count,
-        }
-        let rest = match run.mode {
-            MODE_INT => run.count - 1,
-            MODE_DEC64 | MODE_DEC32 => run.count - run.n_exc - 1,
-            _ => 0,
-        };
-        if rest > 0 {
-            seg_int.push(rest as u32);
-        }
-    }
+    let (n_first, n_ints, n_floats, n_words) = (c.first, c.ints, c.floats, c.words);
     column::get3_into(&mut r, runs.len(), "time_first", &mut b.time_first)?;
     let t_rest = n - runs.len();
     column::get3_segs_into(
