@@ -165,6 +165,9 @@ pub enum Pco {
     /// Never: columns where pco saves little and costs more than the rest
     /// of the encoder together (docs/codec.md).
     Never,
+    /// Only when the best other coding still takes this many bits a value
+    /// or more: heavy-tailed deltas, where pco's entropy-coded bins pay.
+    IfWide(u32),
 }
 
 /// `put3` for a column made of per-run segments (`segs`, lengths summing to
@@ -226,7 +229,12 @@ pub fn put3_with<T: ColumnNum>(
     }
     let long = vals.len() >= PCO_MIN_N_V3 || (vals.len() >= PCO_WIDE_N_V3 && f.w >= 16);
     let best = packed.min(var).min(seg_len);
-    let p = if pco == Pco::Try && long {
+    let try_pco = match pco {
+        Pco::Try => true,
+        Pco::Never => false,
+        Pco::IfWide(bits) => best * 8 >= vals.len() * bits as usize,
+    };
+    let p = if try_pco && long {
         let cfg = ChunkConfig::default()
             .with_compression_level(PCO_LEVEL)
             .with_delta_spec(delta);
@@ -460,5 +468,53 @@ mod tests {
         b.clear();
         put3::<i64>(&mut b, &[], DeltaSpec::NoOp).unwrap();
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn value_deltas_try_pco_only_when_heavy_tailed() {
+        let mut plans = Default::default();
+        let mut r = crate::testutil::Rng::new(11);
+        let lens = [1000u32; 8];
+        let mut put = |vals: &[i64], bits| {
+            let mut b = Vec::new();
+            let segs = Segs {
+                lens: &lens,
+                mult: false,
+                plans: &mut plans,
+            };
+            put3_with(&mut b, vals, DeltaSpec::NoOp, Some(segs), Pco::IfWide(bits)).unwrap();
+            let mut got = Vec::new();
+            let mut bufs = segframe::Bufs::default();
+            get3_segs_into(
+                &mut Reader::new(&b),
+                vals.len(),
+                &lens,
+                "x",
+                &mut bufs,
+                &mut got,
+            )
+            .unwrap();
+            assert_eq!(got, vals);
+            b[0]
+        };
+        // Per-tag scales, small steps: a frame per run, pco not tried.
+        let narrow: Vec<i64> = (0..8000)
+            .map(|i| (r.below(9) as i64 - 4) << (i / 1000))
+            .collect();
+        assert_eq!(put(&narrow, 9), METHOD_SEG);
+        // Heavy-tailed (mostly small, now and then thousands): pco's bins win.
+        let heavy: Vec<i64> = (0..8000)
+            .map(|_| {
+                let x = r.below(1 << 21) as i64 - (1 << 20);
+                if r.chance(4) {
+                    x
+                } else {
+                    x >> 16
+                }
+            })
+            .collect();
+        assert_eq!(put(&heavy, 9), METHOD_PCO);
+        // ... unless told never (`IfWide` above every width).
+        assert_ne!(put(&heavy, 65), METHOD_PCO);
     }
 }

@@ -346,7 +346,13 @@ fn encode_runs(
         mult: false,
         plans,
     });
-    column::put3_with(&mut out, &k.int_rest, DeltaSpec::NoOp, segs_i, Pco::Never)?;
+    column::put3_with(
+        &mut out,
+        &k.int_rest,
+        DeltaSpec::NoOp,
+        segs_i,
+        Pco::IfWide(9),
+    )?;
     column::put3(&mut out, &k.floats, DeltaSpec::TryConsecutive(1))?;
     column::put3(&mut out, &k.words, DeltaSpec::NoOp)?;
     Ok(out)
