@@ -54,15 +54,15 @@ fn try_mult(s: &[i64], lo: i64, hi: i64, g: u64) -> Option<(i64, i64, u32, i64, 
     }
     // The period: the mean of the values within half a step of the smallest.
     let lim = lo + lo / 2 + 1;
-    let (mut sum, mut cnt) = (0i64, 0i64);
+    let (mut sum, mut cnt) = (0i128, 0i128);
     for &v in s {
         if v < lim {
-            sum += v; // < 2^52 * 2^32: no overflow
+            sum += i128::from(v); // up to 2^22 values of 2^52: past an i64
             cnt += 1;
         }
     }
     let g = g as i64;
-    let b = (sum / cnt + g / 2) / g * g;
+    let b = ((sum / cnt) as i64 + g / 2) / g * g;
     if b <= 0 {
         return None;
     }
@@ -459,6 +459,10 @@ mod tests {
         v2[200..].iter_mut().for_each(|v| *v /= 2);
         round_trip(&v2, &[200, 200]).unwrap();
         round_trip(&[1, 2, 1, 3, 1, 1, 2, 5, 9, 1], &[10]).unwrap();
+        // Thousands of deltas of 2^51 (26 days in ns): the period's sum is
+        // past an i64.
+        let big: Vec<i64> = (0..5000).map(|i| (1 << 51) + (i * 7919) % 1000).collect();
+        round_trip(&big, &[5000]).unwrap();
         // Out of the exact range: plain frames.
         round_trip(&[1 << 53, (1 << 53) + 7, 3 << 52, 1 << 60], &[4]).unwrap();
     }

@@ -177,6 +177,38 @@ fn periodic_times_and_tag_deltas_get_a_frame_per_run() {
     }
 }
 
+/// Long runs of adversarial times and values (segmented columns start at
+/// 512 values): steps near the exact-range limit of `q × B + r`, negative
+/// and wrapping deltas, random words under every hint.
+#[test]
+fn long_runs_of_any_values_round_trip() {
+    let mut r = Rng::new(0x10b6);
+    for case in 0..24u64 {
+        let (tags, n) = (1 + r.below(6) as u32, 600 + r.below(3000) as usize);
+        let kinds = random_kinds(&mut r, tags as usize);
+        let mut c = Chunk::default();
+        let step: i64 = match case % 4 {
+            0 => (1 << 51) + r.below(1 << 20) as i64,
+            1 => (1 << 52) - 1,
+            2 => 1 + r.below(3) as i64,
+            _ => r.u64() as i64,
+        };
+        let mut t = vec![r.u64() as i64; tags as usize];
+        for i in 0..n {
+            let tag = r.below(u64::from(tags)) as u32;
+            let jitter = r.below(1 << (case % 40)) as i64;
+            t[tag as usize] = t[tag as usize].wrapping_add(step).wrapping_add(jitter);
+            let bits = match i % 3 {
+                0 => r.u64(),
+                1 => (r.below(1 << (case % 60)) as f64 / 100.0).to_bits(),
+                _ => r.below(1000),
+            };
+            push(&mut c, tag, t[tag as usize], r.below(3) as u32, bits);
+        }
+        round_trip(&c, &kinds);
+    }
+}
+
 #[test]
 fn mutated_v3_payloads_never_panic() {
     let mut r = Rng::new(0xf033);
