@@ -55,24 +55,11 @@ print(json.dumps({"wall": t_end - t_first, "cpu": cpu_end - cpu_first, "stats": 
 """
 
 SENDER = r"""
-import json, sys, time
+import json, sys
 from edge import _core
+from benchmarks.link_pacer import send_all
 spool_dir, target, key, rate, repair = sys.argv[1], sys.argv[2], sys.argv[3] or None, int(sys.argv[4]), float(sys.argv[5])
-ot = _core.Spool(spool_dir, 1)
-ot.set_cursor("sent", 0)
-t0, c0 = time.monotonic(), time.process_time()
-tx = _core.DiodeSender(ot, target, rate, 1500, key_file=key, repair_pct=repair, carousel_s=[])
-t_data, wire0 = None, 0
-while not tx.idle():
-    st = tx.stats()
-    if t_data is None and st["packets_sent"] - st["heartbeats"] > 8:  # first data, not the first heartbeat
-        t_data, wire0 = time.monotonic(), st["bytes_sent"] + 28 * st["packets_sent"]
-    time.sleep(0.002)
-t1, c1 = time.monotonic(), time.process_time()
-tx.stop()
-st = tx.stats()
-wire = (st["bytes_sent"] + 28 * st["packets_sent"] - wire0) / (t1 - (t_data or t0))
-print(json.dumps({"wall": t1 - t0, "cpu": c1 - c0, "wire": wire, "stats": st}), flush=True)
+print(json.dumps(send_all(_core.Spool(spool_dir, 1), target, key, rate, repair)), flush=True)
 """
 
 

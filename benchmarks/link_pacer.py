@@ -25,8 +25,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def measure(ot: Any, target: str, key: str, rate_bps: int, repair: float) -> tuple[float, float, float]:
-    """(wire Mbit/s, seconds to the first data packet, sender CPU cores)."""
+def send_all(ot: Any, target: str, key: str | None, rate_bps: int, repair: float) -> dict[str, Any]:
+    """Send spool `ot` from seq 0 until the sender is idle: wall and CPU
+    seconds, wire bytes/s from the first data packet (not the heartbeat that
+    goes out first) to the last, seconds to that first packet, and the
+    sender's stats. bench_link.py runs this in the sender's process too."""
     from edge import _core
 
     ot.set_cursor("sent", 0)
@@ -42,8 +45,8 @@ def measure(ot: Any, target: str, key: str, rate_bps: int, repair: float) -> tup
     tx.stop()
     st = tx.stats()
     t_data = t_data or t0
-    wire = st["bytes_sent"] + 28 * st["packets_sent"] - wire0
-    return wire * 8 / (t1 - t_data) / 1e6, t_data - t0, (c1 - c0) / (t1 - t0)
+    wire = (st["bytes_sent"] + 28 * st["packets_sent"] - wire0) / (t1 - t_data)
+    return {"wall": t1 - t0, "cpu": c1 - c0, "wire": wire, "first_s": t_data - t0, "stats": st}
 
 
 def main() -> int:
@@ -67,7 +70,8 @@ def main() -> int:
         target = f"127.0.0.1:{sink.getsockname()[1]}"
         for repair in (0.0, 5.0):
             for _ in range(args.runs):
-                wire, first, cpu = measure(ot, target, str(key), args.rate_mbit * 1_000_000, repair)
+                r = send_all(ot, target, str(key), args.rate_mbit * 1_000_000, repair)
+                wire, first, cpu = r["wire"] * 8 / 1e6, r["first_s"], r["cpu"] / r["wall"]
                 print(f"repair {repair:3.0f}%  wire {wire:7.1f} Mbit/s ({wire / args.rate_mbit:6.1%} of the rate)  "
                       f"first data after {first:5.3f} s  CPU {cpu:4.2f} cores", flush=True)
         print(f"\n{n} frames of 256 KiB per run, MTU 1500, paced at {args.rate_mbit} Mbit/s, no receiver")

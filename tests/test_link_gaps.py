@@ -11,9 +11,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from linkrelay import LossyRelay
-
 from edge import _core
+from edge.bench.lossyrelay import LossyRelay
 from edge.config import receiver_config_from_dict
 from edge.datasets import list_gaps
 from edge.frames import pack

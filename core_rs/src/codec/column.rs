@@ -43,7 +43,7 @@ pub const PCO_MIN_N_V3: usize = 4096;
 pub const PCO_WIDE_N_V3: usize = 512;
 /// v3 tries `segframe` from this many values: below it (1 s windows, runs
 /// of one or two samples) it did not win once on the benchmark's data.
-pub const SEG_MIN_N: usize = 512;
+const SEG_MIN_N: usize = 512;
 
 /// The number types a column holds; pco models each differently (f64 gets
 /// its float modes, e.g. decimal multiples).
@@ -279,19 +279,9 @@ pub fn put3_small(out: &mut Vec<u8>, vals: &[i64]) {
     pack::put(out, vals, f);
 }
 
-/// v3: read a column of exactly `n` values written by `put3` or `put3_small`.
-pub fn get3<T: ColumnNum>(
-    r: &mut Reader<'_>,
-    n: usize,
-    field: &'static str,
-) -> Result<Vec<T>, CodecError> {
-    let mut out = Vec::new();
-    get3_into(r, n, field, &mut out)?;
-    Ok(out)
-}
-
-/// `get3` into a reused buffer (cleared first): the decoder of a small chunk
-/// reads a dozen short columns, and their allocations were a fixed cost.
+/// v3: read a column of exactly `n` values written by `put3` or `put3_small`
+/// into a reused buffer (cleared first): the decoder of a small chunk reads
+/// a dozen short columns, and their allocations were a fixed cost.
 pub fn get3_into<T: ColumnNum>(
     r: &mut Reader<'_>,
     n: usize,
@@ -307,7 +297,7 @@ pub fn get3_into<T: ColumnNum>(
     get3_body(r, m, at, n, field, out)
 }
 
-/// `get3_into` for a column written by `put3_segs` with these `segs`.
+/// `get3_into` for a column written by `put3_with` with these segment lengths.
 pub fn get3_segs_into(
     r: &mut Reader<'_>,
     n: usize,
@@ -424,7 +414,11 @@ mod tests {
 
     #[test]
     fn v3_picks_the_smallest_coding() {
-        let read = |b: &[u8], n| get3::<i64>(&mut Reader::new(b), n, "x").unwrap();
+        let read = |b: &[u8], n| {
+            let mut v: Vec<i64> = Vec::new();
+            get3_into(&mut Reader::new(b), n, "x", &mut v).unwrap();
+            v
+        };
         // Narrow: packed. Constant: no body at all.
         let narrow: Vec<i64> = (0..100).map(|i| 1000 + i % 7).collect();
         let mut b = Vec::new();

@@ -156,10 +156,11 @@ impl Exact {
     }
 }
 
-/// Append `n` values of `w` bits (1..=64) starting at bit `bit0` of `pad`,
-/// each mapped by `f`. `pad` must extend at least 16 bytes past the last
-/// value's first byte (the caller copies the body into a zero-padded buffer),
-/// so every load is a plain unaligned read.
+/// Append `n` values of `w` bits (0..=64; 0 gives `f(0)` each) starting at
+/// bit `bit0` of `pad`, each mapped by `f`. `pad` must extend at least 8
+/// bytes (16 when `w > 56`) past the last value's first byte (the caller
+/// copies the body into a zero-padded buffer where it would not), so every
+/// load is a plain unaligned read.
 #[inline]
 pub fn unpack_padded<T>(
     pad: &[u8],
@@ -262,42 +263,29 @@ pub fn read_divisor(r: &mut Reader<'_>, field: &'static str) -> Result<u64, Code
 /// each mapped by `f`: one pass, no zeroing of `out` first.
 #[inline]
 fn unpack<T>(body: &[u8], w: u32, n: usize, f: impl Fn(u64) -> T, out: &mut Vec<T>) {
-    let mask = if w == 64 { u64::MAX } else { (1u64 << w) - 1 };
-    let wz = w as usize;
-    // Fast path: an unaligned 8-byte load holds any value of up to 57 bits
-    // wherever it starts, for every value whose 8 bytes are in the body;
-    // the last few are read through a zero-padded copy.
-    if w <= 56 {
-        let fast = if body.len() >= 8 {
-            ((body.len() - 8) * 8 / wz + 1).min(n)
-        } else {
-            0
-        };
-        out.extend((0..fast).map(|j| {
-            let bit = j * wz;
-            let b8: [u8; 8] = body[bit >> 3..(bit >> 3) + 8].try_into().expect("8 bytes");
-            f((u64::from_le_bytes(b8) >> (bit & 7)) & mask)
-        }));
-        // The rest start in the body's last 8 bytes: one zero-padded copy
-        // of those, not one per value (short columns are mostly tail).
-        let tb = (fast * wz) >> 3;
-        let mut pad = [0u8; 16];
-        pad[..body.len() - tb].copy_from_slice(&body[tb..]);
-        out.extend((fast..n).map(|j| {
-            let bit = j * wz - tb * 8;
-            let b8: [u8; 8] = pad[bit >> 3..(bit >> 3) + 8].try_into().expect("8 bytes");
-            f((u64::from_le_bytes(b8) >> (bit & 7)) & mask)
-        }));
+    if w > 56 {
+        // Wide columns (raw words) are rare: one padded copy of the body.
+        let mut pad = Vec::with_capacity(body.len() + 16);
+        pad.extend_from_slice(body);
+        pad.resize(body.len() + 16, 0);
+        unpack_padded(&pad, 0, w, n, f, out);
         return;
     }
-    out.extend((0..n).map(|j| {
-        let bit = j * wz;
-        let byte = bit >> 3;
-        let mut b16 = [0u8; 16];
-        let end = body.len().min(byte + 16);
-        b16[..end - byte].copy_from_slice(&body[byte..end]);
-        f((u128::from_le_bytes(b16) >> (bit & 7)) as u64 & mask)
-    }));
+    // An 8-byte load holds any value of up to 57 bits wherever it starts:
+    // straight from the body for every value whose 8 bytes are in it, the
+    // last few from one zero-padded copy of the body's tail, not a copy per
+    // value (short columns are mostly tail).
+    let wz = w as usize;
+    let fast = if body.len() >= 8 && wz > 0 {
+        ((body.len() - 8) * 8 / wz + 1).min(n)
+    } else {
+        0
+    };
+    unpack_padded(body, 0, w, fast, &f, out);
+    let tb = (fast * wz) >> 3;
+    let mut pad = [0u8; 16];
+    pad[..body.len() - tb].copy_from_slice(&body[tb..]);
+    unpack_padded(&pad, fast * wz - tb * 8, w, n - fast, &f, out);
 }
 
 #[cfg(test)]

@@ -340,49 +340,32 @@ pub fn get(
             out.push(lo);
             continue;
         }
+        // A multiple segment's `q`s come first; `unpack_padded` reads width 0
+        // as a run of the minimum.
         let (w, base) = (b.widths[j] as u32, b.bases[j]);
         if base != 0 {
             let (qlo, wq) = (b.qmins[k], b.qwidths[k] as u32);
             k += 1;
             b.q.clear();
-            if wq == 0 {
-                b.q.resize(l, qlo);
-            } else {
-                pack::unpack_padded(&b.pad, bit, wq, l, |x| qlo.wrapping_add(x as i64), &mut b.q);
-                bit += l * wq as usize;
-            }
-            let at = out.len();
-            if w == 0 {
-                out.resize(at + l, lo);
-            } else {
-                pack::unpack_padded(
-                    &b.pad,
-                    bit,
-                    w,
-                    l,
-                    |x| lo.wrapping_add((x as i64).wrapping_mul(g as i64)),
-                    out,
-                );
-                bit += l * w as usize;
-            }
-            for (v, &q) in out[at..].iter_mut().zip(&b.q) {
-                *v = v.wrapping_add(q.wrapping_mul(base));
-            }
-            continue;
+            pack::unpack_padded(&b.pad, bit, wq, l, |x| qlo.wrapping_add(x as i64), &mut b.q);
+            bit += l * wq as usize;
         }
-        if w == 0 {
-            out.extend(std::iter::repeat_n(lo, l));
-            continue;
-        }
+        let at = out.len();
+        let g = g as i64;
         pack::unpack_padded(
             &b.pad,
             bit,
             w,
             l,
-            |p| lo.wrapping_add((p as i64).wrapping_mul(g as i64)),
+            |p| lo.wrapping_add((p as i64).wrapping_mul(g)),
             out,
         );
         bit += l * w as usize;
+        if base != 0 {
+            for (v, &q) in out[at..].iter_mut().zip(&b.q) {
+                *v = v.wrapping_add(q.wrapping_mul(base));
+            }
+        }
     }
     Ok(())
 }

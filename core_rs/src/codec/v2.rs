@@ -244,6 +244,19 @@ pub(super) fn invalid(field: &'static str, offset: usize, msg: String) -> CodecE
 
 /// The end of a head (v2 and v3): status and flags as runs, the strings,
 /// and nothing after them.
+/// Each string takes at least its length byte: refuse a count the block
+/// (`what`, of `len` bytes) cannot hold before anything is sized by it.
+pub(super) fn strings_fit(n_strings: usize, len: usize, what: &str) -> Result<(), CodecError> {
+    if n_strings > len {
+        return Err(invalid(
+            "n_strings",
+            0,
+            format!("{n_strings} strings cannot fit in a {len} byte {what}"),
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn read_head_tail(
     r: &mut Reader<'_>,
     n: usize,
@@ -405,16 +418,7 @@ pub fn decode(payload: &[u8]) -> Result<Chunk, CodecError> {
     };
     // Every sample takes at least two head bytes (status and flag runs can
     // be long, but each run names a tag run first); n_strings likewise.
-    if n_strings > head.len() {
-        return Err(invalid(
-            "n_strings",
-            0,
-            format!(
-                "{n_strings} strings cannot fit in a {} byte head",
-                head.len()
-            ),
-        ));
-    }
+    strings_fit(n_strings, head.len(), "head")?;
     let mut out = Chunk::with_capacity(0);
     let runs = read_head(head, n, n_strings, &mut out)?;
 

@@ -16,8 +16,8 @@ use super::column::Pco;
 use super::decimal;
 use super::v1::{inflate, put_rle};
 use super::v2::{
-    invalid, read_head_tail, width, zstd_head, HEAD_NONE, HEAD_ZSTD, MAX_SAMPLES, MODE_DEC32,
-    MODE_DEC64, MODE_FLOAT, MODE_INT, MODE_WORD,
+    invalid, read_head_tail, strings_fit, width, zstd_head, HEAD_NONE, HEAD_ZSTD, MAX_SAMPLES,
+    MODE_DEC32, MODE_DEC64, MODE_FLOAT, MODE_INT, MODE_WORD,
 };
 use super::varint::{put_u64, Reader};
 use super::{column, kind, segframe, tag_order, Chunk, CodecError, Columns, MAX_RAW_LEN};
@@ -40,13 +40,7 @@ struct Cols {
     mode: Vec<i64>,
     exponent: Vec<i64>,
     exceptions: Vec<i64>,
-    time_first: Vec<i64>,
-    time_rest: Vec<i64>,
-    latency: Vec<i64>,
-    int_first: Vec<i64>,
-    int_rest: Vec<i64>,
-    floats: Vec<f64>,
-    words: Vec<u64>,
+    d: DataCols,
     /// Decimal exceptions, then status and flag runs, then strings.
     rest: Vec<u8>,
     /// Each value's smallest decimal (k, e) within the current run.
@@ -57,10 +51,49 @@ struct Cols {
     ts: Vec<i64>,
     vs: Vec<u64>,
     start: Vec<usize>,
-    /// Lengths of the runs' non-empty segments of `time_rest` and `int_rest`.
+    plans: [segframe::Plan; 2],
+}
+
+/// The data columns of a chunk, as the encoder fills them and the decoder
+/// reads them, and the segments of `time_rest` and `int_rest` (the lengths
+/// of the runs' non-empty segments).
+#[derive(Default)]
+struct DataCols {
+    time_first: Vec<i64>,
+    time_rest: Vec<i64>,
+    latency: Vec<i64>,
+    int_first: Vec<i64>,
+    int_rest: Vec<i64>,
+    floats: Vec<f64>,
+    words: Vec<u64>,
     seg_time: Vec<u32>,
     seg_int: Vec<u32>,
-    plans: [segframe::Plan; 2],
+}
+
+impl DataCols {
+    /// Empty every column; with `keep`, free those past `keep` elements so
+    /// one huge chunk does not pin its memory in the thread for good.
+    fn clear(&mut self, keep: usize) {
+        fn c<T>(v: &mut Vec<T>, keep: usize) {
+            v.clear();
+            if v.capacity() > keep {
+                *v = Vec::new();
+            }
+        }
+        for v in [
+            &mut self.time_first,
+            &mut self.time_rest,
+            &mut self.latency,
+            &mut self.int_first,
+            &mut self.int_rest,
+        ] {
+            c(v, keep);
+        }
+        c(&mut self.floats, keep);
+        c(&mut self.words, keep);
+        c(&mut self.seg_time, keep);
+        c(&mut self.seg_int, keep);
+    }
 }
 
 /// `tag_order` into reused buffers.
@@ -96,21 +129,13 @@ impl Cols {
             &mut self.mode,
             &mut self.exponent,
             &mut self.exceptions,
-            &mut self.time_first,
-            &mut self.time_rest,
-            &mut self.latency,
-            &mut self.int_first,
-            &mut self.int_rest,
         ] {
             v.clear();
         }
-        self.floats.clear();
-        self.words.clear();
+        self.d.clear(usize::MAX);
         self.ts.clear();
         self.vs.clear();
         self.rest.clear();
-        self.seg_time.clear();
-        self.seg_int.clear();
     }
 }
 
@@ -130,7 +155,7 @@ pub fn encode_with(c: &Columns<'_>, kinds: &[u8], compress: bool) -> Result<Vec<
     let mut k = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
     k.clear();
     let out = encode_into(c, kinds, compress, &mut k);
-    if k.latency.capacity() <= 1 << 18 {
+    if k.d.latency.capacity() <= 1 << 18 {
         SCRATCH.with(|s| *s.borrow_mut() = k); // keep at most ~25 MB around
     }
     out
@@ -159,7 +184,7 @@ fn encode_runs(
     let n = c.len();
     // Gather once into tag order (contiguous, no per-push checks); the run
     // loop below then reads slices.
-    k.latency.extend(
+    k.d.latency.extend(
         order
             .iter()
             .map(|&i| c.server_ns[i].wrapping_sub(c.source_ns[i])),
@@ -180,11 +205,11 @@ fn encode_runs(
         k.tag_delta.push(i64::from(tag - prev_tag)); // ascending tags
         prev_tag = tag;
         k.count_m1.push(count as i64 - 1);
-        k.time_first.push(ts[0]);
-        k.time_rest
+        k.d.time_first.push(ts[0]);
+        k.d.time_rest
             .extend(ts.windows(2).map(|w| w[1].wrapping_sub(w[0])));
         if count > 1 {
-            k.seg_time.push(count as u32 - 1);
+            k.d.seg_time.push(count as u32 - 1);
         }
 
         let mut mode = match kinds.get(tag as usize).copied().unwrap_or(0) {
@@ -198,19 +223,19 @@ fn encode_runs(
             // choose, without its per-run work.
             match decimal::min_k(vals[0], width(mode), 2) {
                 Some((x, e)) => {
-                    k.int_first.push(x);
+                    k.d.int_first.push(x);
                     k.exponent.push(e.into());
                     k.exceptions.push(0);
                 }
                 None => {
                     mode = MODE_FLOAT;
-                    k.floats.push(f64::from_bits(vals[0]));
+                    k.d.floats.push(f64::from_bits(vals[0]));
                 }
             }
             k.mode.push(mode.into());
             continue;
         }
-        let ints_before = k.int_rest.len();
+        let ints_before = k.d.int_rest.len();
         let mut e = 0u8;
         if matches!(mode, MODE_DEC64 | MODE_DEC32) {
             match decimal::analyse(vals.iter().copied(), width(mode), &mut k.ks) {
@@ -220,22 +245,22 @@ fn encode_runs(
         }
         match mode {
             MODE_INT => {
-                k.int_first.push(vals[0] as i64);
-                k.int_rest
+                k.d.int_first.push(vals[0] as i64);
+                k.d.int_rest
                     .extend(vals.windows(2).map(|w| w[1].wrapping_sub(w[0]) as i64));
             }
             MODE_DEC64 | MODE_DEC32 => {
-                let (first_at, rest_at) = (k.int_first.len(), k.int_rest.len());
+                let (first_at, rest_at) = (k.d.int_first.len(), k.d.int_rest.len());
                 exc.clear();
                 let mut prev: Option<i64> = None;
                 for (j, (&v, &(k0, e0))) in vals.iter().zip(&k.ks).enumerate() {
                     match (decimal::rescale(k0, e0, e), prev) {
                         (Some(x), Some(p)) => {
-                            k.int_rest.push(x.wrapping_sub(p));
+                            k.d.int_rest.push(x.wrapping_sub(p));
                             prev = Some(x);
                         }
                         (Some(x), None) => {
-                            k.int_first.push(x);
+                            k.d.int_first.push(x);
                             prev = Some(x);
                         }
                         (None, _) => exc.push((j, v)), // also NO_FIT
@@ -244,10 +269,10 @@ fn encode_runs(
                 if exc.len() * 4 > count {
                     // The sample misled us: the plain float column is better.
                     // (So a decimal run always has a first k.)
-                    k.int_first.truncate(first_at);
-                    k.int_rest.truncate(rest_at);
+                    k.d.int_first.truncate(first_at);
+                    k.d.int_rest.truncate(rest_at);
                     mode = MODE_FLOAT;
-                    k.floats.extend(vals.iter().map(|&v| f64::from_bits(v)));
+                    k.d.floats.extend(vals.iter().map(|&v| f64::from_bits(v)));
                 } else {
                     k.exponent.push(e.into());
                     k.exceptions.push(exc.len() as i64);
@@ -259,14 +284,14 @@ fn encode_runs(
                     }
                 }
             }
-            MODE_FLOAT => k.floats.extend(vals.iter().map(|&v| f64::from_bits(v))),
+            MODE_FLOAT => k.d.floats.extend(vals.iter().map(|&v| f64::from_bits(v))),
             _ => {
-                k.words.push(vals[0]);
-                k.words.extend(vals.windows(2).map(|w| w[1] ^ w[0]));
+                k.d.words.push(vals[0]);
+                k.d.words.extend(vals.windows(2).map(|w| w[1] ^ w[0]));
             }
         }
-        if k.int_rest.len() > ints_before {
-            k.seg_int.push((k.int_rest.len() - ints_before) as u32);
+        if k.d.int_rest.len() > ints_before {
+            k.d.seg_int.push((k.d.int_rest.len() - ints_before) as u32);
         }
         k.mode.push(mode.into());
     }
@@ -329,32 +354,38 @@ fn encode_runs(
     out.extend_from_slice(body);
     // The runs' first times are absolute: pco's own delta search is wasted there too.
     let plans = &mut k.plans;
-    column::put3(&mut out, &k.time_first, DeltaSpec::NoOp)?;
+    column::put3(&mut out, &k.d.time_first, DeltaSpec::NoOp)?;
     let segs_t = Some(column::Segs {
-        lens: &k.seg_time,
+        lens: &k.d.seg_time,
         mult: true,
         plans: &mut *plans,
     });
     // Never pco on these three: per-run frames match or beat it on the time
     // and value deltas, it saves ~5% of latency, and it cost more than the
     // rest of the encoder together (docs/codec.md).
-    column::put3_with(&mut out, &k.time_rest, DeltaSpec::NoOp, segs_t, Pco::Never)?;
-    column::put3_with(&mut out, &k.latency, DeltaSpec::NoOp, None, Pco::Never)?;
-    column::put3(&mut out, &k.int_first, DeltaSpec::NoOp)?;
+    column::put3_with(
+        &mut out,
+        &k.d.time_rest,
+        DeltaSpec::NoOp,
+        segs_t,
+        Pco::Never,
+    )?;
+    column::put3_with(&mut out, &k.d.latency, DeltaSpec::NoOp, None, Pco::Never)?;
+    column::put3(&mut out, &k.d.int_first, DeltaSpec::NoOp)?;
     let segs_i = Some(column::Segs {
-        lens: &k.seg_int,
+        lens: &k.d.seg_int,
         mult: false,
         plans,
     });
     column::put3_with(
         &mut out,
-        &k.int_rest,
+        &k.d.int_rest,
         DeltaSpec::NoOp,
         segs_i,
         Pco::IfWide(9),
     )?;
-    column::put3(&mut out, &k.floats, DeltaSpec::TryConsecutive(1))?;
-    column::put3(&mut out, &k.words, DeltaSpec::NoOp)?;
+    column::put3(&mut out, &k.d.floats, DeltaSpec::TryConsecutive(1))?;
+    column::put3(&mut out, &k.d.words, DeltaSpec::NoOp)?;
     Ok(out)
 }
 
@@ -441,7 +472,7 @@ fn read_runs(r: &mut Reader<'_>, n: usize, b: &mut DecodeBufs) -> Result<Counts,
     let (exps, excs) = (&b.a, &b.b);
     // One pass: the decimal runs' exponents and exceptions, each column's
     // count, and the segments of time_rest and int_rest.
-    let (seg_time, seg_int) = (&mut b.seg_time, &mut b.seg_int);
+    let (seg_time, seg_int) = (&mut b.d.seg_time, &mut b.d.seg_int);
     seg_time.clear();
     seg_int.clear();
     let mut c = Counts::default();
@@ -548,15 +579,7 @@ struct DecodeBufs {
     c: Vec<i64>,
     runs: Vec<Run>,
     exceptions: Vec<(usize, u64)>,
-    time_first: Vec<i64>,
-    time_rest: Vec<i64>,
-    latency: Vec<i64>,
-    int_first: Vec<i64>,
-    int_rest: Vec<i64>,
-    floats: Vec<f64>,
-    words: Vec<u64>,
-    seg_time: Vec<u32>,
-    seg_int: Vec<u32>,
+    d: DataCols,
     seg: segframe::Bufs,
 }
 
@@ -576,15 +599,7 @@ impl DecodeBufs {
         t(&mut self.c);
         t(&mut self.runs);
         t(&mut self.exceptions);
-        t(&mut self.time_first);
-        t(&mut self.time_rest);
-        t(&mut self.latency);
-        t(&mut self.int_first);
-        t(&mut self.int_rest);
-        t(&mut self.floats);
-        t(&mut self.words);
-        t(&mut self.seg_time);
-        t(&mut self.seg_int);
+        self.d.clear(DecodeBufs::KEEP);
         self.seg.trim(DecodeBufs::KEEP);
     }
 }
@@ -626,16 +641,7 @@ fn decode_with(payload: &[u8], b: &mut DecodeBufs) -> Result<Chunk, CodecError> 
         }
         m => return Err(CodecError::UnknownCompression(m)),
     };
-    if n_strings > rest.len() {
-        return Err(invalid(
-            "n_strings",
-            0,
-            format!(
-                "{n_strings} strings cannot fit in a {} byte block",
-                rest.len()
-            ),
-        ));
-    }
+    strings_fit(n_strings, rest.len(), "block")?;
     let mut out = Chunk::with_capacity(0);
     // Status and flags are read run by run: sized up front they grow in one
     // step (capped: `n` is still unchecked against the columns here).
@@ -654,31 +660,32 @@ fn decode_with(payload: &[u8], b: &mut DecodeBufs) -> Result<Chunk, CodecError> 
     let (runs, exceptions) = (&b.runs, &b.exceptions);
 
     let (n_first, n_ints, n_floats, n_words) = (c.first, c.ints, c.floats, c.words);
-    column::get3_into(&mut r, runs.len(), "time_first", &mut b.time_first)?;
+    column::get3_into(&mut r, runs.len(), "time_first", &mut b.d.time_first)?;
     let t_rest = n - runs.len();
     column::get3_segs_into(
         &mut r,
         t_rest,
-        &b.seg_time,
+        &b.d.seg_time,
         "time_rest",
         &mut b.seg,
-        &mut b.time_rest,
+        &mut b.d.time_rest,
     )?;
-    column::get3_into(&mut r, n, "latency", &mut b.latency)?;
-    column::get3_into(&mut r, n_first, "int_first", &mut b.int_first)?;
+    column::get3_into(&mut r, n, "latency", &mut b.d.latency)?;
+    column::get3_into(&mut r, n_first, "int_first", &mut b.d.int_first)?;
     let i_rest = n_ints - n_first;
     column::get3_segs_into(
         &mut r,
         i_rest,
-        &b.seg_int,
+        &b.d.seg_int,
         "int_rest",
         &mut b.seg,
-        &mut b.int_rest,
+        &mut b.d.int_rest,
     )?;
-    column::get3_into(&mut r, n_floats, "floats", &mut b.floats)?;
-    column::get3_into(&mut r, n_words, "words", &mut b.words)?;
-    let (time_first, time_rest, latency) = (&b.time_first, &b.time_rest, &b.latency);
-    let (int_first, int_rest, floats, words) = (&b.int_first, &b.int_rest, &b.floats, &b.words);
+    column::get3_into(&mut r, n_floats, "floats", &mut b.d.floats)?;
+    column::get3_into(&mut r, n_words, "words", &mut b.d.words)?;
+    let (time_first, time_rest, latency) = (&b.d.time_first, &b.d.time_rest, &b.d.latency);
+    let (int_first, int_rest, floats, words) =
+        (&b.d.int_first, &b.d.int_rest, &b.d.floats, &b.d.words);
     if r.remaining() != 0 {
         return Err(CodecError::Trailing {
             extra: r.remaining(),
