@@ -257,6 +257,16 @@ pub(super) fn strings_fit(n_strings: usize, len: usize, what: &str) -> Result<()
     Ok(())
 }
 
+/// A WORD run's values from its column: the first word, then each word
+/// XOR the previous value.
+pub(super) fn unxor_into(out: &mut Vec<u64>, words: &[u64]) {
+    let mut prev = 0u64;
+    out.extend(words.iter().map(|&x| {
+        prev ^= x;
+        prev
+    }));
+}
+
 pub(super) fn read_head_tail(
     r: &mut Reader<'_>,
     n: usize,
@@ -489,11 +499,7 @@ pub fn decode(payload: &[u8]) -> Result<Chunk, CodecError> {
                 fi += run.count;
             }
             _ => {
-                let mut prev = 0u64;
-                for &x in &words[wi..wi + run.count] {
-                    prev ^= x;
-                    out.value_bits.push(prev);
-                }
+                unxor_into(&mut out.value_bits, &words[wi..wi + run.count]);
                 wi += run.count;
             }
         }

@@ -16,8 +16,8 @@ use super::column::Pco;
 use super::decimal;
 use super::v1::{inflate, put_rle};
 use super::v2::{
-    invalid, read_head_tail, strings_fit, width, zstd_head, HEAD_NONE, HEAD_ZSTD, MAX_SAMPLES,
-    MODE_DEC32, MODE_DEC64, MODE_FLOAT, MODE_INT, MODE_WORD,
+    invalid, read_head_tail, strings_fit, unxor_into, width, zstd_head, HEAD_NONE, HEAD_ZSTD,
+    MAX_SAMPLES, MODE_DEC32, MODE_DEC64, MODE_FLOAT, MODE_INT, MODE_WORD,
 };
 use super::varint::{put_u64, Reader};
 use super::{column, kind, segframe, tag_order, Chunk, CodecError, Columns, MAX_RAW_LEN};
@@ -767,11 +767,7 @@ fn decode_with(payload: &[u8], b: &mut DecodeBufs) -> Result<Chunk, CodecError> 
                 fl += run.count;
             }
             _ => {
-                let mut prev = 0u64;
-                for &x in &words[wi..wi + run.count] {
-                    prev ^= x;
-                    out.value_bits.push(prev);
-                }
+                unxor_into(&mut out.value_bits, &words[wi..wi + run.count]);
                 wi += run.count;
             }
         }
