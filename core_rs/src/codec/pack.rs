@@ -262,7 +262,7 @@ pub fn read_divisor(r: &mut Reader<'_>, field: &'static str) -> Result<u64, Code
 /// Append `n` values of width `w` from `body` (`body.len() == body_len(n, w)`),
 /// each mapped by `f`: one pass, no zeroing of `out` first.
 #[inline]
-fn unpack<T>(body: &[u8], w: u32, n: usize, f: impl Fn(u64) -> T, out: &mut Vec<T>) {
+fn unpack<T: Copy>(body: &[u8], w: u32, n: usize, f: impl Fn(u64) -> T, out: &mut Vec<T>) {
     if w > 56 {
         // Wide columns (raw words) are rare: one padded copy of the body.
         let mut pad = Vec::with_capacity(body.len() + 16);
@@ -271,11 +271,19 @@ fn unpack<T>(body: &[u8], w: u32, n: usize, f: impl Fn(u64) -> T, out: &mut Vec<
         unpack_padded(&pad, 0, w, n, f, out);
         return;
     }
-    // An 8-byte load holds any value of up to 57 bits wherever it starts:
-    // straight from the body for every value whose 8 bytes are in it, the
-    // last few from one zero-padded copy of the body's tail, not a copy per
-    // value (short columns are mostly tail).
     let wz = w as usize;
+    // Eight values take `w` whole bytes: groups of eight at a width known
+    // at compile time while 8 bytes past the group are in the body ...
+    let groups = if wz > 0 && body.len() >= 8 {
+        ((body.len() - 8) / wz).min(n / 8)
+    } else {
+        0
+    };
+    unpack_groups(body, w, groups, &f, out);
+    let (body, n) = (&body[groups * wz..], n - groups * 8);
+    // ... then an 8-byte load per value, straight from the body while its
+    // 8 bytes are in it, the last few from one zero-padded copy of the
+    // body's tail, not a copy per value.
     let fast = if body.len() >= 8 && wz > 0 {
         ((body.len() - 8) * 8 / wz + 1).min(n)
     } else {
@@ -286,6 +294,40 @@ fn unpack<T>(body: &[u8], w: u32, n: usize, f: impl Fn(u64) -> T, out: &mut Vec<
     let mut pad = [0u8; 16];
     pad[..body.len() - tb].copy_from_slice(&body[tb..]);
     unpack_padded(&pad, fast * wz - tb * 8, w, n - fast, &f, out);
+}
+
+/// `groups` groups of eight values of width `w` (1..=56) from the start of
+/// `body`, which extends at least 8 bytes past the last group.
+#[inline]
+fn unpack_groups<T: Copy>(body: &[u8], w: u32, groups: usize, f: &impl Fn(u64) -> T, out: &mut Vec<T>) {
+    macro_rules! by_width {
+        ($($w:literal)*) => {
+            match w {
+                $($w => groups_of::<$w, T>(body, groups, f, out),)*
+                _ => unpack_padded(body, 0, w, groups * 8, f, out),
+            }
+        };
+    }
+    if groups > 0 {
+        by_width!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24)
+    }
+}
+
+/// `unpack_groups` at a fixed width: every shift and offset a constant,
+/// one bounds check and one capacity check per eight values.
+#[inline]
+fn groups_of<const W: usize, T: Copy>(body: &[u8], groups: usize, f: &impl Fn(u64) -> T, out: &mut Vec<T>) {
+    let mask = (1u64 << W) - 1;
+    out.reserve(groups * 8);
+    for g in 0..groups {
+        let src = &body[g * W..g * W + W + 8];
+        let vals: [T; 8] = std::array::from_fn(|k| {
+            let bit = k * W;
+            let b8: [u8; 8] = src[bit / 8..bit / 8 + 8].try_into().expect("8 bytes");
+            f((u64::from_le_bytes(b8) >> (bit % 8)) & mask)
+        });
+        out.extend_from_slice(&vals);
+    }
 }
 
 #[cfg(test)]
@@ -346,13 +388,16 @@ mod tests {
         round_trip(&[i64::MIN, i64::MAX, 0, -1, 1]);
         round_trip(&[i64::MAX, i64::MIN]);
         round_trip(&[u64::MAX as i64, 0]);
+        // Every width at lengths around the groups of eight and the tail.
         for w in 1..=64u32 {
             let top = if w == 64 { u64::MAX } else { (1u64 << w) - 1 };
-            let vals: Vec<i64> = (0..37u64)
-                .map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) & top) as i64)
-                .chain([top as i64])
-                .collect();
-            round_trip(&vals);
+            for n in [0u64, 1, 7, 8, 9, 15, 16, 17, 37, 200] {
+                let vals: Vec<i64> = (0..n)
+                    .map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) & top) as i64)
+                    .chain([top as i64])
+                    .collect();
+                round_trip(&vals);
+            }
         }
         // A divisor broken late: gcd falls back and still divides everything.
         round_trip(&[0, 1000, 2000, 3000, 3500, 7]);

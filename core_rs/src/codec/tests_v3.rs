@@ -241,6 +241,24 @@ fn bad_v3_headers_are_refused_with_the_field_named() {
     assert!(err(&[3, 1, 0, 1, 2, 0, 2, 2, 2, 0]).contains("tag_run_count"));
     // Mode 9.
     assert!(err(&[3, 1, 0, 1, 2, 0, 2, 0, 2, 18]).contains("value_mode"));
+    // Run columns as written: a negative tag delta, tags past u32::MAX,
+    // and runs that do not cover the samples.
+    let runs = |n: u64, deltas: &[i64], counts: &[i64]| {
+        let mut p = vec![3];
+        varint::put_u64(&mut p, n);
+        varint::put_u64(&mut p, 0);
+        varint::put_u64(&mut p, deltas.len() as u64);
+        for col in [deltas, counts, &vec![0; deltas.len()]] {
+            column::put3_small(&mut p, col);
+        }
+        err(&p)
+    };
+    assert!(runs(2, &[0, -1], &[0, 0]).contains("tag out of range at run 1"));
+    let e = runs(2, &[u32::MAX.into(), 1], &[0, 0]);
+    assert!(e.contains("tag out of range at run 1"), "{e}");
+    let e = runs(3, &[0, 1], &[0, 0]);
+    assert!(e.contains("runs cover 2 samples, header says 3"), "{e}");
+    assert!(runs(3, &[0, 1], &[0, -1]).contains("tag_run_count"));
     // Unknown column method 70 for the tag deltas.
     assert!(err(&[3, 1, 0, 1, 70]).contains("unknown column method 70"));
     // A decimal run with exponent 13.
