@@ -5,7 +5,8 @@
 //!   python benchmarks/codec_data.py /tmp/codec_bench
 //!   cargo run --release --example bench_codec -- /tmp/codec_bench/*.cols
 //!
-//! BENCH_WINDOWS=1,10 picks the flush windows (seconds); BENCH_ONLY=ours
+//! BENCH_WINDOWS=1,10 picks the flush windows (seconds), BENCH_REPS=N the
+//! runs per window (the fastest counts); BENCH_ONLY=ours
 //! runs only our codec (profiling).
 
 use std::time::Instant;
@@ -373,7 +374,11 @@ fn main() {
                 ws.len(),
                 n as f64 / ws.len() as f64
             );
-            let reps = if w_s == 1 { 5 } else { 3 };
+            // BENCH_REPS=N times each window N times (a busy machine needs more).
+            let reps = std::env::var("BENCH_REPS")
+                .ok()
+                .map(|v| v.parse().expect("BENCH_REPS: a count"))
+                .unwrap_or(if w_s == 1 { 5 } else { 3 });
             let kinds = &d.kinds;
             // Like for like: the other rows store tag, source time, value and
             // status, not server time; "ours, ts+value+status" is our payload

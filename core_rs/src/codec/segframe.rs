@@ -54,15 +54,22 @@ fn try_mult(s: &[i64], lo: i64, hi: i64, g: u64) -> Option<(i64, i64, u32, i64, 
     }
     // The period: the mean of the values within half a step of the smallest.
     let lim = lo + lo / 2 + 1;
-    let (mut sum, mut cnt) = (0i128, 0i128);
-    for &v in s {
-        if v < lim {
-            sum += i128::from(v); // up to 2^22 values of 2^52: past an i64
-            cnt += 1;
-        }
-    }
+    // Values below `lim` (< 1.5 * 2^52) add up past an i64 from 2^10 of them.
+    let mean = if s.len() <= 1 << 10 {
+        let (sum, cnt) = s
+            .iter()
+            .filter(|&&v| v < lim)
+            .fold((0i64, 0i64), |(s, c), &v| (s + v, c + 1));
+        sum / cnt
+    } else {
+        let (sum, cnt) = s
+            .iter()
+            .filter(|&&v| v < lim)
+            .fold((0i128, 0i128), |(s, c), &v| (s + i128::from(v), c + 1));
+        (sum / cnt) as i64
+    };
     let g = g as i64;
-    let b = ((sum / cnt) as i64 + g / 2) / g * g;
+    let b = (mean + g / 2) / g * g;
     if b <= 0 {
         return None;
     }
@@ -93,11 +100,14 @@ pub fn mult_looks_narrower(vals: &[i64], w: u32) -> bool {
     try_mult(&sample, lo, hi, g).is_some_and(|(_, _, wr, _, wq)| wq + wr + 2 < w)
 }
 
-/// `q` nearest `v / b` (for `0 < v < 2^52`; `+ 0.5` and truncation, as
-/// `f64::round` is a libm call on baseline x86-64), and `r = v - q * b`.
+/// `q` nearest `v / b` (for `0 < v < 2^52`, `b >= 1`), and `r = v - q * b`.
+/// Adding 2^52 rounds `v / b` to an integer in the mantissa's low bits: no
+/// saturating float-to-int conversion (`f64::round` is a libm call on
+/// baseline x86-64). Encoder only: the decoder reads `q` and `r`.
 #[inline]
 fn split(v: i64, b: i64, inv: f64) -> (i64, i64) {
-    let q = (v as f64 * inv + 0.5) as i64;
+    const TWO52: f64 = 4_503_599_627_370_496.0;
+    let q = ((v as f64 * inv + TWO52).to_bits() - TWO52.to_bits()) as i64;
     (q, v - q * b)
 }
 

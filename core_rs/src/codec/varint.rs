@@ -186,6 +186,45 @@ mod tests {
         assert_eq!(read_n(&[5, 6], 1, |_| ()), Some(1));
     }
 
+    /// `read_n` against `Reader::varint` on every length (1 to 10 bytes,
+    /// minimal or not) and on random bytes, valid or not.
+    #[test]
+    fn read_n_matches_the_reader_on_any_bytes() {
+        let by_reader = |b: &[u8], n: usize| -> Option<(Vec<u64>, usize)> {
+            let mut r = Reader::new(b);
+            let v = (0..n).map(|_| r.varint("x").ok()).collect::<Option<Vec<_>>>()?;
+            Some((v, r.pos()))
+        };
+        let by_read_n = |b: &[u8], n: usize| {
+            let mut v = Vec::new();
+            read_n(b, n, |x| v.push(x)).map(|p| (v, p))
+        };
+        let mut b = Vec::new();
+        let mut n = 0;
+        for bits in 0..64 {
+            for v in [1u64 << bits, (1u64 << bits) - 1, (1u64 << bits) | 1] {
+                put_u64(&mut b, v);
+                n += 1;
+            }
+        }
+        b.extend_from_slice(&[0x80, 0x80, 0x00, 0xff, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]);
+        n += 2;
+        for cut in [0, 1, 7, 8, 9] {
+            let m = b.len() - cut;
+            assert_eq!(by_read_n(&b[..m], n), by_reader(&b[..m], n), "cut {cut}");
+        }
+        let mut rng = crate::testutil::Rng::new(5);
+        for _ in 0..20_000 {
+            let len = rng.below(24) as usize;
+            // Mostly continuation bytes, so long and malformed varints come up.
+            let b: Vec<u8> = (0..len)
+                .map(|_| rng.below(256) as u8 | if rng.chance(3) { 0 } else { 0x80 })
+                .collect();
+            let n = rng.below(6) as usize;
+            assert_eq!(by_read_n(&b, n), by_reader(&b, n), "{b:02x?} n={n}");
+        }
+    }
+
     #[test]
     fn zigzag_extremes() {
         for v in [0i64, -1, 1, i64::MIN, i64::MAX, -64, 63] {
