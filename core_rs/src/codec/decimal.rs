@@ -168,8 +168,15 @@ pub fn analyse(vals: impl Iterator<Item = u64>, w: Width, ks: &mut Vec<(i64, u8)
     let mut guess = 2u8;
     let (mut lo, mut hi, mut misfits) = (MAX_E, 0u8, 0usize);
     for b in vals {
-        let ke = match encode_one(b, guess, w) {
-            Some(k) if w == Width::F64 && (guess == 0 || k % 10 != 0) => Some((k, guess)),
+        // `min_k`'s answer when the guess fits and is already the smallest:
+        // f64 without a trailing zero in k, f32 when one digit less misses.
+        let ke = match (encode_one(b, guess, w), w) {
+            (Some(k), Width::F64) if guess == 0 || k % 10 != 0 => Some((k, guess)),
+            (Some(k), Width::F32)
+                if guess == 0 || encode_one(b, guess - 1, w).is_none() =>
+            {
+                Some((k, guess))
+            }
             _ => min_k(b, w, guess),
         };
         match ke {
@@ -250,6 +257,42 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// `analyse`'s shortcuts give what `min_k` gives for each value, with
+    /// the guess carried from value to value the same way.
+    #[test]
+    fn analyse_agrees_with_min_k_value_by_value() {
+        let mut r = crate::testutil::Rng::new(3);
+        for w in [Width::F64, Width::F32] {
+            for _ in 0..200 {
+                // Readings at a few resolutions, some landing on round values.
+                let vals: Vec<u64> = (0..40)
+                    .map(|_| {
+                        let e = r.below(5) as i32;
+                        let x = (r.below(200_000) as f64 - 100_000.0) / 10f64.powi(e);
+                        match w {
+                            Width::F64 => x.to_bits(),
+                            Width::F32 => f64::from(x as f32).to_bits(),
+                        }
+                    })
+                    .collect();
+                let mut ks = Vec::new();
+                analyse(vals.iter().copied(), w, &mut ks);
+                let mut guess = 2u8;
+                let want: Vec<(i64, u8)> = vals
+                    .iter()
+                    .map(|&b| match min_k(b, w, guess) {
+                        Some((k, e)) => {
+                            guess = e;
+                            (k, e)
+                        }
+                        None => (0, NO_FIT),
+                    })
+                    .collect();
+                assert_eq!(ks, want, "{w:?}");
             }
         }
     }
