@@ -163,9 +163,14 @@ pub const NO_FIT: u8 = u8::MAX;
 /// (e = `NO_FIT` if none) so that encoding at the chosen e is a `rescale`,
 /// not another division. The loop is the encoder's hottest: one division a
 /// value when it fits at the previous value's exponent.
-pub fn analyse(vals: impl Iterator<Item = u64>, w: Width, ks: &mut Vec<(i64, u8)>) -> Option<u8> {
+pub fn analyse(
+    vals: impl Iterator<Item = u64>,
+    w: Width,
+    guess: u8,
+    ks: &mut Vec<(i64, u8)>,
+) -> Option<u8> {
     ks.clear();
-    let mut guess = 2u8;
+    let mut guess = guess.min(MAX_E);
     let (mut lo, mut hi, mut misfits) = (MAX_E, 0u8, 0usize);
     for b in vals {
         // `min_k`'s answer when the guess fits and is already the smallest:
@@ -280,8 +285,9 @@ mod tests {
                     })
                     .collect();
                 let mut ks = Vec::new();
-                analyse(vals.iter().copied(), w, &mut ks);
-                let mut guess = 2u8;
+                let guess0 = r.below(u64::from(MAX_E) + 2) as u8;
+                analyse(vals.iter().copied(), w, guess0, &mut ks);
+                let mut guess = guess0;
                 let want: Vec<(i64, u8)> = vals
                     .iter()
                     .map(|&b| match min_k(b, w, guess) {

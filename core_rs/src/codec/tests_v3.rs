@@ -368,3 +368,24 @@ fn stored_payloads_of_every_version_decode_to_their_chunks() {
         check(name, &c);
     }
 }
+
+/// The encoder keeps per-tag hints between chunks (where the decimal search
+/// starts): a chunk's bytes must not depend on what was encoded before.
+#[test]
+fn encoding_does_not_depend_on_earlier_chunks() {
+    let mut r = Rng::new(8);
+    let (a, ka) = plant_chunk(&mut r, 30, 1);
+    let (b, kb) = plant_chunk(&mut r, 30, 20);
+    // Tag by tag, other exponents: the same tags at ten times the resolution.
+    let mut b10 = b.clone();
+    for v in &mut b10.value_bits {
+        *v = (f64::from_bits(*v) * 10.0 + 0.01).to_bits();
+    }
+    let first = encode_typed(&a.columns(), &ka).unwrap();
+    encode_typed(&b.columns(), &kb).unwrap();
+    encode_typed(&b10.columns(), &kb).unwrap();
+    assert_eq!(encode_typed(&a.columns(), &ka).unwrap(), first);
+    // And on a fresh thread (no hints at all).
+    let again = std::thread::spawn(move || encode_typed(&a.columns(), &ka).unwrap());
+    assert_eq!(again.join().unwrap(), first);
+}

@@ -52,6 +52,24 @@ struct Cols {
     vs: Vec<u64>,
     start: Vec<usize>,
     plans: [segframe::Plan; 2],
+    /// Each tag's decimal exponent in the last chunk: where the next search
+    /// starts. The exponent found does not depend on it, only the work.
+    exp_hint: Vec<u8>,
+}
+
+/// Where the decimal search for `tag` starts (see `Cols::exp_hint`).
+fn hint(hints: &[u8], tag: u32) -> u8 {
+    hints.get(tag as usize).copied().unwrap_or(2)
+}
+
+fn set_hint(hints: &mut Vec<u8>, tag: u32, e: u8) {
+    let t = tag as usize;
+    if t >= hints.len() && t < 1 << 20 {
+        hints.resize(t + 1, 2);
+    }
+    if let Some(h) = hints.get_mut(t) {
+        *h = e;
+    }
 }
 
 /// The data columns of a chunk, as the encoder fills them and the decoder
@@ -221,8 +239,9 @@ fn encode_runs(
         if count == 1 && matches!(mode, MODE_DEC64 | MODE_DEC32) {
             // One sample (most tags in a 1 s window): what `analyse` would
             // choose, without its per-run work.
-            match decimal::min_k(vals[0], width(mode), 2) {
+            match decimal::min_k(vals[0], width(mode), hint(&k.exp_hint, tag)) {
                 Some((x, e)) => {
+                    set_hint(&mut k.exp_hint, tag, e);
                     k.d.int_first.push(x);
                     k.exponent.push(e.into());
                     k.exceptions.push(0);
@@ -238,8 +257,11 @@ fn encode_runs(
         let ints_before = k.d.int_rest.len();
         let mut e = 0u8;
         if matches!(mode, MODE_DEC64 | MODE_DEC32) {
-            match decimal::analyse(vals.iter().copied(), width(mode), &mut k.ks) {
-                Some(x) => e = x,
+            match decimal::analyse(vals.iter().copied(), width(mode), hint(&k.exp_hint, tag), &mut k.ks) {
+                Some(x) => {
+                    e = x;
+                    set_hint(&mut k.exp_hint, tag, x);
+                }
                 None => mode = MODE_FLOAT,
             }
         }
