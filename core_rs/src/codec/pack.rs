@@ -202,76 +202,20 @@ pub fn put(out: &mut Vec<u8>, vals: &[i64], f: Frame) {
     put_u64(out, f.g);
     let start = out.len();
     let len = body_len(vals.len(), f.w);
-    if f.w > 56 {
-        out.reserve(len + 16);
-        let mut bw = BitWriter::new();
+    out.reserve(len + 16);
+    let mut bw = BitWriter::new();
+    if f.g == 1 {
+        for &v in vals {
+            bw.push(out, v.wrapping_sub(f.min) as u64, f.w);
+        }
+    } else {
         let div = Exact::new(f.g);
         for &v in vals {
             bw.push(out, div.div(v.wrapping_sub(f.min) as u64), f.w);
         }
-        bw.finish(out);
-    } else if f.g == 1 {
-        pack_into(out, vals, f.w, |v| v.wrapping_sub(f.min) as u64);
-    } else {
-        let div = Exact::new(f.g);
-        pack_into(out, vals, f.w, |v| div.div(v.wrapping_sub(f.min) as u64));
     }
+    bw.finish(out);
     debug_assert_eq!(out.len() - start, len);
-}
-
-/// Append `vals`, each mapped by `p` to at most `w` (1..=56) bits, as a
-/// packed body: ORed into zeroed bytes with an 8-byte load and store per
-/// value, eight values (`w` whole bytes) at a time at a compile-time width.
-#[inline]
-fn pack_into(out: &mut Vec<u8>, vals: &[i64], w: u32, p: impl Fn(i64) -> u64) {
-    let start = out.len();
-    let len = body_len(vals.len(), w);
-    out.resize(start + len + 8, 0); // the last value's 8-byte store
-    let body = &mut out[start..];
-    let groups = vals.chunks_exact(8);
-    let tail = groups.remainder();
-    macro_rules! by_width {
-        ($($w:literal)*) => {
-            match w {
-                $($w => pack_groups::<$w>(body, groups, &p),)*
-                _ => {
-                    for (g, vs) in groups.enumerate() {
-                        put_bits(body, g * 8 * w as usize, w as usize, vs, &p);
-                    }
-                }
-            }
-        };
-    }
-    by_width!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24);
-    let done = (vals.len() - tail.len()) * w as usize;
-    put_bits(body, done, w as usize, tail, &p);
-    out.truncate(start + len);
-}
-
-/// `vals` at `w` bits each from bit `bit0` of `body` (zeroed there).
-#[inline]
-fn put_bits(body: &mut [u8], bit0: usize, w: usize, vals: &[i64], p: &impl Fn(i64) -> u64) {
-    for (k, &v) in vals.iter().enumerate() {
-        let bit = bit0 + k * w;
-        let at = &mut body[bit / 8..bit / 8 + 8];
-        let word = u64::from_le_bytes((&*at).try_into().expect("8 bytes"));
-        at.copy_from_slice(&(word | p(v) << (bit % 8)).to_le_bytes());
-    }
-}
-
-/// `pack_into`'s groups of eight at a fixed width: every shift and offset a
-/// constant, one bounds check per group.
-#[inline]
-fn pack_groups<const W: usize>(body: &mut [u8], groups: std::slice::ChunksExact<'_, i64>, p: &impl Fn(i64) -> u64) {
-    for (g, vs) in groups.enumerate() {
-        let dst = &mut body[g * W..g * W + W + 8];
-        for (k, &v) in vs.iter().enumerate() {
-            let bit = k * W;
-            let at = &mut dst[bit / 8..bit / 8 + 8];
-            let word = u64::from_le_bytes((&*at).try_into().expect("8 bytes"));
-            at.copy_from_slice(&(word | p(v) << (bit % 8)).to_le_bytes());
-        }
-    }
 }
 
 /// Read `n` values packed by `put` at width `w` (from the method byte) into
