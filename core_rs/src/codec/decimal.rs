@@ -25,7 +25,7 @@ pub enum Width {
     F32,
 }
 
-#[inline(always)]
+#[inline]
 pub fn decode(k: i64, e: u8, w: Width) -> u64 {
     // e is checked against MAX_E by the decoder before it gets here.
     let x = (k as f64) / POW10[e as usize];

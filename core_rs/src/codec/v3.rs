@@ -13,7 +13,7 @@
 use pco::DeltaSpec;
 
 use super::column::Pco;
-use super::decimal::{self, Width};
+use super::decimal;
 use super::v1::{inflate, put_rle};
 use super::v2::{
     invalid, read_head_tail, strings_fit, unxor_into, width, zstd_head, HEAD_NONE, HEAD_ZSTD,
@@ -439,32 +439,54 @@ fn read_runs(r: &mut Reader<'_>, n: usize, b: &mut DecodeBufs) -> Result<Counts,
     let runs = &mut b.runs;
     runs.clear();
     runs.reserve(n_runs);
-    // Every column value is an arbitrary i64 here. Checked in bulk (tags
-    // never pass u32::MAX as the deltas are non-negative, the counts add up,
-    // the modes are known); only a chunk that fails is walked run by run to
-    // name the first bad run.
-    let in_range = |v: &[i64], hi: i64| v.iter().all(|&x| (0..=hi).contains(&x));
-    let sum = |v: &[i64]| v.iter().map(|&x| x as u64).sum::<u64>();
-    let valid = in_range(deltas, u32::MAX.into())
-        && in_range(counts, n as i64 - 1)
-        && in_range(modes, MODE_WORD.into())
-        && sum(deltas) <= u64::from(u32::MAX) // n_runs <= 2^22: no overflow
-        && sum(counts) + n_runs as u64 == n as u64;
-    if !valid {
-        return Err(first_bad_run(deltas, counts, modes, n, at));
-    }
-    let (mut tag, mut n_dec) = (0u32, 0usize);
-    for ((&d, &count), &mode) in deltas.iter().zip(counts).zip(modes) {
-        tag += d as u32;
+    let (mut tag, mut total, mut n_dec) = (0u64, 0usize, 0usize);
+    for j in 0..n_runs {
+        // Bounds first: every column value is an arbitrary i64 here.
+        if deltas[j] < 0 || tag + deltas[j] as u64 > u64::from(u32::MAX) {
+            return Err(invalid(
+                "tag_delta",
+                at,
+                format!("tag out of range at run {j}"),
+            ));
+        }
+        let count = counts[j] as u64;
+        if counts[j] < 0 || count >= (n - total) as u64 {
+            return Err(invalid(
+                "tag_run_count",
+                at,
+                format!(
+                    "run {j} of {} with {} samples left",
+                    count.wrapping_add(1),
+                    n - total
+                ),
+            ));
+        }
+        tag += deltas[j] as u64;
+        let mode = modes[j];
+        if !(0..=i64::from(MODE_WORD)).contains(&mode) {
+            return Err(invalid(
+                "value_mode",
+                at,
+                format!("unknown value mode {mode} at run {j}"),
+            ));
+        }
+        total += count as usize + 1;
         n_dec += usize::from(matches!(mode as u8, MODE_DEC64 | MODE_DEC32));
         runs.push(Run {
-            tag,
+            tag: tag as u32,
             count: count as usize + 1,
             mode: mode as u8,
             e: 0,
             exc_at: 0,
             n_exc: 0,
         });
+    }
+    if total != n {
+        return Err(invalid(
+            "tag_runs",
+            at,
+            format!("runs cover {total} samples, header says {n}"),
+        ));
     }
     let at = r.pos();
     column::get3_into(r, n_dec, "decimal_exponent", &mut b.a)?;
@@ -526,42 +548,6 @@ fn read_runs(r: &mut Reader<'_>, n: usize, b: &mut DecodeBufs) -> Result<Counts,
     }
     c.any_exc = at_exc > 0;
     Ok(c)
-}
-
-/// The error for run columns that failed `read_runs`' bulk check: the
-/// first run that breaks a rule, or the total.
-fn first_bad_run(deltas: &[i64], counts: &[i64], modes: &[i64], n: usize, at: usize) -> CodecError {
-    let (mut tag, mut total) = (0u64, 0usize);
-    for (j, ((&d, &c), &mode)) in deltas.iter().zip(counts).zip(modes).enumerate() {
-        if d < 0 || tag + d as u64 > u64::from(u32::MAX) {
-            return invalid("tag_delta", at, format!("tag out of range at run {j}"));
-        }
-        if c < 0 || c as u64 >= (n - total) as u64 {
-            return invalid(
-                "tag_run_count",
-                at,
-                format!(
-                    "run {j} of {} with {} samples left",
-                    (c as u64).wrapping_add(1),
-                    n - total
-                ),
-            );
-        }
-        if !(0..=i64::from(MODE_WORD)).contains(&mode) {
-            return invalid(
-                "value_mode",
-                at,
-                format!("unknown value mode {mode} at run {j}"),
-            );
-        }
-        tag += d as u64;
-        total += c as usize + 1;
-    }
-    invalid(
-        "tag_runs",
-        at,
-        format!("runs cover {total} samples, header says {n}"),
-    )
 }
 
 /// How many values each column holds, from the runs.
@@ -740,17 +726,17 @@ fn decode_with(payload: &[u8], b: &mut DecodeBufs) -> Result<Chunk, CodecError> 
             // decimal run of one has no exception (`read_runs` checks).
             out.tag.push(run.tag);
             out.source_ns.push(time_first[j]);
-            let next = |i: &mut usize| {
-                *i += 1;
-                *i - 1
-            };
             out.value_bits.push(match run.mode {
-                MODE_INT => int_first[next(&mut fi)] as u64,
-                MODE_DEC64 => decimal::decode(int_first[next(&mut fi)], run.e, Width::F64),
-                MODE_DEC32 => decimal::decode(int_first[next(&mut fi)], run.e, Width::F32),
-                MODE_FLOAT => floats[next(&mut fl)].to_bits(),
-                _ => words[next(&mut wi)],
+                MODE_INT => int_first[fi] as u64,
+                MODE_DEC64 | MODE_DEC32 => decimal::decode(int_first[fi], run.e, width(run.mode)),
+                MODE_FLOAT => floats[fl].to_bits(),
+                _ => words[wi],
             });
+            match run.mode {
+                MODE_INT | MODE_DEC64 | MODE_DEC32 => fi += 1,
+                MODE_FLOAT => fl += 1,
+                _ => wi += 1,
+            }
             continue;
         }
         out.tag.extend(std::iter::repeat_n(run.tag, run.count));
