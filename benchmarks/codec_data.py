@@ -1,8 +1,8 @@
 """Data sets for benchmarks/bench_codec.rs, written as plain column files.
 
-  python benchmarks/codec_data.py OUT_DIR [--hours H]
+  python benchmarks/codec_data.py OUT_DIR [--hours H] [--rate-20k]
 
-Writes two files (format below):
+Writes two files (format below), three with --rate-20k:
 - sim.cols: the plant simulator (edge/sim/plant.py) ticked for H hours, every
   change as the agent would collect it (source time at 1 us resolution as
   asyncua delivers it, server time 0-3 ms later, Bad samples with null values).
@@ -15,6 +15,9 @@ Writes two files (format below):
   100-1000 ms sampling with OPC UA's 100 ns DateTime resolution and clock jitter;
   totalizers (monotone counters), discrete states (bool, enumerations as
   Int32), a few float32 tags; and 0.5 % of samples Bad/Uncertain runs.
+- recorded20k.cols (--rate-20k): the same generator with 11,000 tags for 2
+  minutes, about 20,000 values/s: the plant the codec's speed goal is stated
+  for, so its 1 s windows are the chunks that plant's agent would send.
 
 File format (little-endian): u64 n, then n x u32 tag, n x i64 source_ns,
 n x i64 server_ns, n x u32 status, n x u64 value_bits, then u64 k and k x u8
@@ -122,10 +125,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path)
     ap.add_argument("--hours", type=float, default=0.5)
+    ap.add_argument("--rate-20k", action="store_true",
+                    help="also write recorded20k.cols (about 20,000 values/s for 2 minutes)")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     sim(a.hours, a.out / "sim.cols")
     recorded(a.hours, a.out / "recorded.cols")
+    if a.rate_20k:
+        recorded(2 / 60, a.out / "recorded20k.cols", n_tags=11_000)
 
 
 if __name__ == "__main__":
