@@ -97,7 +97,21 @@ impl<'a> Reader<'a> {
         Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
     }
 
+    /// One-byte varints (most header fields of a small chunk: widths,
+    /// divisors, lengths) inline; longer ones in `varint_long`.
+    #[inline]
     pub fn varint(&mut self, field: &'static str) -> Result<u64, CodecError> {
+        match self.buf.get(self.pos) {
+            Some(&b) if b < 0x80 => {
+                self.pos += 1;
+                Ok(b.into())
+            }
+            _ => self.varint_long(field),
+        }
+    }
+
+    #[inline(never)]
+    fn varint_long(&mut self, field: &'static str) -> Result<u64, CodecError> {
         let start = self.pos;
         let mut v: u64 = 0;
         for i in 0..10 {
