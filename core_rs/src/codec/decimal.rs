@@ -177,9 +177,7 @@ pub fn analyse(
         // f64 without a trailing zero in k, f32 when one digit less misses.
         let ke = match (encode_one(b, guess, w), w) {
             (Some(k), Width::F64) if guess == 0 || k % 10 != 0 => Some((k, guess)),
-            (Some(k), Width::F32)
-                if guess == 0 || encode_one(b, guess - 1, w).is_none() =>
-            {
+            (Some(k), Width::F32) if guess == 0 || encode_one(b, guess - 1, w).is_none() => {
                 Some((k, guess))
             }
             _ => min_k(b, w, guess),

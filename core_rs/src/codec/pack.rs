@@ -299,7 +299,13 @@ fn unpack<T: Copy>(body: &[u8], w: u32, n: usize, f: impl Fn(u64) -> T, out: &mu
 /// `groups` groups of eight values of width `w` (1..=56) from the start of
 /// `body`, which extends at least 8 bytes past the last group.
 #[inline]
-fn unpack_groups<T: Copy>(body: &[u8], w: u32, groups: usize, f: &impl Fn(u64) -> T, out: &mut Vec<T>) {
+fn unpack_groups<T: Copy>(
+    body: &[u8],
+    w: u32,
+    groups: usize,
+    f: &impl Fn(u64) -> T,
+    out: &mut Vec<T>,
+) {
     macro_rules! by_width {
         ($($w:literal)*) => {
             match w {
@@ -316,7 +322,12 @@ fn unpack_groups<T: Copy>(body: &[u8], w: u32, groups: usize, f: &impl Fn(u64) -
 /// `unpack_groups` at a fixed width: every shift and offset a constant,
 /// one bounds check and one capacity check per eight values.
 #[inline]
-fn groups_of<const W: usize, T: Copy>(body: &[u8], groups: usize, f: &impl Fn(u64) -> T, out: &mut Vec<T>) {
+fn groups_of<const W: usize, T: Copy>(
+    body: &[u8],
+    groups: usize,
+    f: &impl Fn(u64) -> T,
+    out: &mut Vec<T>,
+) {
     let mask = (1u64 << W) - 1;
     out.reserve(groups * 8);
     for g in 0..groups {

@@ -54,20 +54,14 @@ fn try_mult(s: &[i64], lo: i64, hi: i64, g: u64) -> Option<(i64, i64, u32, i64, 
     }
     // The period: the mean of the values within half a step of the smallest.
     let lim = lo + lo / 2 + 1;
-    // Values below `lim` (< 1.5 * 2^52) add up past an i64 from 2^10 of them.
-    let mean = if s.len() <= 1 << 10 {
-        let (sum, cnt) = s
-            .iter()
-            .filter(|&&v| v < lim)
-            .fold((0i64, 0i64), |(s, c), &v| (s + v, c + 1));
-        sum / cnt
-    } else {
-        let (sum, cnt) = s
-            .iter()
-            .filter(|&&v| v < lim)
-            .fold((0i128, 0i128), |(s, c), &v| (s + i128::from(v), c + 1));
-        (sum / cnt) as i64
-    };
+    // Values below `lim` (< 1.5 * 2^52) add up past an i64 from 2^10 of
+    // them: summed in i128, divided in i64 when the sum fits (an i128
+    // division is a library call).
+    let (sum, cnt) = s
+        .iter()
+        .filter(|&&v| v < lim)
+        .fold((0i128, 0i64), |(s, c), &v| (s + i128::from(v), c + 1));
+    let mean = i64::try_from(sum).map_or_else(|_| (sum / i128::from(cnt)) as i64, |s| s / cnt);
     let g = g as i64;
     let b = (mean + g / 2) / g * g;
     if b <= 0 {

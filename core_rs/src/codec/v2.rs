@@ -242,8 +242,6 @@ pub(super) fn invalid(field: &'static str, offset: usize, msg: String) -> CodecE
     CodecError::Invalid { field, offset, msg }
 }
 
-/// The end of a head (v2 and v3): status and flags as runs, the strings,
-/// and nothing after them.
 /// Each string takes at least its length byte: refuse a count the block
 /// (`what`, of `len` bytes) cannot hold before anything is sized by it.
 pub(super) fn strings_fit(n_strings: usize, len: usize, what: &str) -> Result<(), CodecError> {
@@ -267,6 +265,8 @@ pub(super) fn unxor_into(out: &mut Vec<u64>, words: &[u64]) {
     }));
 }
 
+/// The end of a head (v2 and v3): status and flags as runs, the strings,
+/// and nothing after them.
 pub(super) fn read_head_tail(
     r: &mut Reader<'_>,
     n: usize,

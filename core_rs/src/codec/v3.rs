@@ -257,7 +257,12 @@ fn encode_runs(
         let ints_before = k.d.int_rest.len();
         let mut e = 0u8;
         if matches!(mode, MODE_DEC64 | MODE_DEC32) {
-            match decimal::analyse(vals.iter().copied(), width(mode), hint(&k.exp_hint, tag), &mut k.ks) {
+            match decimal::analyse(
+                vals.iter().copied(),
+                width(mode),
+                hint(&k.exp_hint, tag),
+                &mut k.ks,
+            ) {
                 Some(x) => {
                     e = x;
                     set_hint(&mut k.exp_hint, tag, x);

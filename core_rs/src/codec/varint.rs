@@ -206,7 +206,9 @@ mod tests {
     fn read_n_matches_the_reader_on_any_bytes() {
         let by_reader = |b: &[u8], n: usize| -> Option<(Vec<u64>, usize)> {
             let mut r = Reader::new(b);
-            let v = (0..n).map(|_| r.varint("x").ok()).collect::<Option<Vec<_>>>()?;
+            let v = (0..n)
+                .map(|_| r.varint("x").ok())
+                .collect::<Option<Vec<_>>>()?;
             Some((v, r.pos()))
         };
         let by_read_n = |b: &[u8], n: usize| {
@@ -221,7 +223,9 @@ mod tests {
                 n += 1;
             }
         }
-        b.extend_from_slice(&[0x80, 0x80, 0x00, 0xff, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]);
+        b.extend_from_slice(&[
+            0x80, 0x80, 0x00, 0xff, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01,
+        ]);
         n += 2;
         for cut in [0, 1, 7, 8, 9] {
             let m = b.len() - cut;
