@@ -47,7 +47,7 @@ def test_typed_round_trip_and_size() -> None:
     batch, tags = plant_batch(np.random.default_rng(1), 120)
     kinds = codec_kinds(tags)
     typed = encode_data(batch, kinds)
-    assert typed[0] == 3  # codec v3
+    assert typed[0] == 4  # codec v4
     out = decode_data(typed)
     for a, b in zip(sorted_by_tag(batch), [out.tag, out.source_ns, out.server_ns, out.status, out.value_bits,
                                            out.flags], strict=True):

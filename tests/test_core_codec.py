@@ -44,7 +44,7 @@ def test_sorted_chunk_round_trips_exactly() -> None:
     values = np.array([1.5, np.nan, -0.0, np.inf]).view(np.uint64)
     flags = np.array([0, 1, 2, 255], dtype=np.uint8)
     payload = _core.encode_chunk(tag, source, server, status, values, flags, ["", "ünï", "x" * 1000])
-    assert isinstance(payload, bytes) and payload[0] == 3  # codec v3
+    assert isinstance(payload, bytes) and payload[0] == 4  # codec v4
     out = _core.decode_chunk(payload)
     wants: list[np.ndarray] = [tag, source, server, status, values, flags]
     for i, want in enumerate(wants):

@@ -7,6 +7,7 @@
 use pco::standalone::{simple_compress, simple_decompress_into};
 use pco::{ChunkConfig, DeltaSpec};
 
+use super::bins;
 use super::pack;
 use super::segframe;
 use super::varint::{put_u64, Reader};
@@ -21,6 +22,8 @@ pub const METHOD_SEG: u8 = 67;
 /// v3: the whole column as one `segframe` segment (`v = q * B + r` with one
 /// base for every value: a time column whose tags share a sampling grid).
 pub const METHOD_MULT: u8 = 68;
+/// v4: a binned column (`bins`): Huffman-coded bins, an offset in each.
+pub const METHOD_BINS: u8 = 69;
 
 /// How a v3 column made of per-run segments may be written as a `segframe`.
 pub struct Segs<'a> {
@@ -41,6 +44,8 @@ pub const PCO_MIN_N_V3: usize = 4096;
 /// ... and from this many when the packed frame is wide (16 bits or more: a
 /// time column mixing several sampling periods, which pco's bins separate).
 pub const PCO_WIDE_N_V3: usize = 512;
+/// v4 tries bins from this many values: their table costs 3 bytes a bin.
+const BINS_MIN_N: usize = 256;
 /// v3 tries `segframe` from this many values: below it (1 s windows, runs
 /// of one or two samples) it did not win once on the benchmark's data.
 const SEG_MIN_N: usize = 512;
@@ -161,13 +166,12 @@ pub fn put3<T: ColumnNum>(
 /// Whether a long v3 column tries pco.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Pco {
+    /// Float and word columns: pco's float modes (decimal multiples, common
+    /// low bits) model what bins do not.
     Try,
-    /// Never: columns where pco saves little and costs more than the rest
-    /// of the encoder together (docs/codec.md).
+    /// Integer columns: bins match pco there at a fraction of its cost
+    /// (docs/codec.md).
     Never,
-    /// Only when the best other coding still takes this many bits a value
-    /// or more: heavy-tailed deltas, where pco's entropy-coded bins pay.
-    IfWide(u32),
 }
 
 /// `put3` for a column made of per-run segments (`segs`, lengths summing to
@@ -205,6 +209,15 @@ pub fn put3_with<T: ColumnNum>(
     } else {
         (usize::MAX, 0)
     };
+    // Bins first: where they win (short runs of many tags) `segframe` need
+    // not be planned in full.
+    let planned = (vals.len() >= BINS_MIN_N)
+        .then(|| bins::plan(&ints, f, packed.min(var)))
+        .flatten();
+    let (bins_len, bins_plan) = match planned {
+        Some((len, plan)) => (len, Some(plan)),
+        None => (usize::MAX, None),
+    };
     let one = [vals.len() as u32];
     let (mut seg, mut seg_len) = (None, usize::MAX);
     // Per-run frames pay for their headers from runs of a few values on;
@@ -213,7 +226,11 @@ pub fn put3_with<T: ColumnNum>(
     let runs_of = |k: usize| vals.len() >= k * n_segs;
     if let Some(Segs { lens, mult, plans }) = segs.filter(|_| vals.len() >= SEG_MIN_N) {
         let [per_run, whole] = plans;
-        if runs_of(3) {
+        // Planned in full only when a sample of the segments comes close.
+        let other = packed.min(var).min(bins_len);
+        if runs_of(3)
+            && segframe::estimate(&ints, lens, mult, per_run).is_none_or(|e| e < other + other / 4)
+        {
             if let Some(len) = segframe::plan(&ints, lens, mult, per_run) {
                 (seg, seg_len) = (Some((METHOD_SEG, lens, &*per_run)), len);
             }
@@ -227,14 +244,10 @@ pub fn put3_with<T: ColumnNum>(
             }
         }
     }
+    let others = packed.min(var).min(seg_len);
     let long = vals.len() >= PCO_MIN_N_V3 || (vals.len() >= PCO_WIDE_N_V3 && f.w >= 16);
-    let best = packed.min(var).min(seg_len);
-    let try_pco = match pco {
-        Pco::Try => true,
-        Pco::Never => false,
-        Pco::IfWide(bits) => best * 8 >= vals.len() * bits as usize,
-    };
-    let p = if try_pco && long {
+    let best = others.min(bins_len);
+    let p = if pco == Pco::Try && long {
         let cfg = ChunkConfig::default()
             .with_compression_level(PCO_LEVEL)
             .with_delta_spec(delta);
@@ -247,6 +260,10 @@ pub fn put3_with<T: ColumnNum>(
             out.push(METHOD_PCO);
             put_u64(out, p.len() as u64);
             out.extend_from_slice(&p);
+        }
+        _ if bins_len < packed.min(var).min(seg_len) => {
+            out.push(METHOD_BINS);
+            bins::put(out, &ints, bins_plan.as_ref().expect("planned"));
         }
         _ if seg_len < packed.min(var) => {
             let (method, lens, plan) = seg.expect("planned");
@@ -330,6 +347,7 @@ fn get3_body<T: ColumnNum>(
 ) -> Result<(), CodecError> {
     match m {
         m @ METHOD_PACK..=66 => pack::get(r, n, u32::from(m - METHOD_PACK), field, out),
+        METHOD_BINS => bins::get(r, n, field, out),
         m @ (METHOD_VARINT | METHOD_PCO) => get_body_into(r, m, at, n, field, out),
         m => Err(CodecError::Invalid {
             field,
@@ -436,7 +454,7 @@ mod tests {
         put3(&mut b, &skewed, DeltaSpec::NoOp).unwrap();
         assert_eq!(b[0], METHOD_VARINT);
         assert_eq!(read(&b, 100), skewed);
-        // Long and multi-modal: pco.
+        // Long and multi-modal: bins.
         let long: Vec<i64> = (0..PCO_MIN_N_V3 as i64)
             .map(|i| {
                 [100_000_000, 250_000_000, 1_000_000_000][i as usize % 3] + (i * 7919) % 20_000
@@ -444,14 +462,18 @@ mod tests {
             .collect();
         b.clear();
         put3(&mut b, &long, DeltaSpec::NoOp).unwrap();
-        assert_eq!(b[0], METHOD_PCO);
+        assert_eq!(b[0], METHOD_BINS);
         assert_eq!(read(&b, long.len()), long);
-        // Shorter but wide (several sampling periods): pco as well; narrow: packed.
-        let wide: Vec<i64> = long[..PCO_WIDE_N_V3].to_vec();
+        // Long floats on a decimal step: pco (its float modes).
+        let floats: Vec<f64> = (0..PCO_MIN_N_V3)
+            .map(|i| ((i * 7919) % 20_000) as f64 * 0.01)
+            .collect();
         b.clear();
-        put3(&mut b, &wide, DeltaSpec::NoOp).unwrap();
+        put3(&mut b, &floats, DeltaSpec::NoOp).unwrap();
         assert_eq!(b[0], METHOD_PCO);
-        assert_eq!(read(&b, wide.len()), wide);
+        let mut got: Vec<f64> = Vec::new();
+        get3_into(&mut Reader::new(&b), floats.len(), "x", &mut got).unwrap();
+        assert_eq!(got, floats);
         let narrow: Vec<i64> = (0..PCO_WIDE_N_V3 as i64)
             .map(|i| (i * 7919) % 20_000)
             .collect();
@@ -465,18 +487,18 @@ mod tests {
     }
 
     #[test]
-    fn value_deltas_try_pco_only_when_heavy_tailed() {
+    fn value_deltas_pick_segments_or_bins() {
         let mut plans = Default::default();
         let mut r = crate::testutil::Rng::new(11);
         let lens = [1000u32; 8];
-        let mut put = |vals: &[i64], bits| {
+        let mut put = |vals: &[i64]| {
             let mut b = Vec::new();
             let segs = Segs {
                 lens: &lens,
                 mult: false,
                 plans: &mut plans,
             };
-            put3_with(&mut b, vals, DeltaSpec::NoOp, Some(segs), Pco::IfWide(bits)).unwrap();
+            put3_with(&mut b, vals, DeltaSpec::NoOp, Some(segs), Pco::Never).unwrap();
             let mut got = Vec::new();
             let mut bufs = segframe::Bufs::default();
             get3_segs_into(
@@ -491,12 +513,13 @@ mod tests {
             assert_eq!(got, vals);
             b[0]
         };
-        // Per-tag scales, small steps: a frame per run, pco not tried.
+        // Ramps, each tag at its own rate: a frame per run (4 bits a value,
+        // where bins pay for a bin per tag).
         let narrow: Vec<i64> = (0..8000)
-            .map(|i| (r.below(9) as i64 - 4) << (i / 1000))
+            .map(|i| (i / 1000) * 1_000_000 + r.below(9) as i64)
             .collect();
-        assert_eq!(put(&narrow, 9), METHOD_SEG);
-        // Heavy-tailed (mostly small, now and then thousands): pco's bins win.
+        assert_eq!(put(&narrow), METHOD_SEG);
+        // Heavy-tailed (mostly small, now and then thousands): bins win.
         let heavy: Vec<i64> = (0..8000)
             .map(|_| {
                 let x = r.below(1 << 21) as i64 - (1 << 20);
@@ -507,8 +530,6 @@ mod tests {
                 }
             })
             .collect();
-        assert_eq!(put(&heavy, 9), METHOD_PCO);
-        // ... unless told never (`IfWide` above every width).
-        assert_ne!(put(&heavy, 65), METHOD_PCO);
+        assert_eq!(put(&heavy), METHOD_BINS);
     }
 }

@@ -3,10 +3,12 @@
 //! The layout is versioned by its first byte; decoders keep reading every
 //! version they ever wrote (see docs/format.md). `v1` holds the v1 layout,
 //! `v2` the typed layout, `v3` the same typing with fast bit-packed columns,
-//! which the encoder writes now (docs/codec.md says why).
+//! and v4 (also in `v3`) adds binned columns (`bins`); the encoder writes v4
+//! (docs/codec.md says why).
 
 use thiserror::Error;
 
+pub mod bins;
 pub mod column;
 pub mod decimal;
 pub mod lossy;
@@ -24,7 +26,7 @@ pub mod v3;
 pub mod varint;
 
 /// The version `encode` writes.
-pub const CODEC_VERSION: u8 = 3;
+pub const CODEC_VERSION: u8 = 4;
 
 /// Per-tag type hints for the encoder (a u8 per tag index). A hint only
 /// steers the choice of coding; every value round-trips whatever its hint.
@@ -238,7 +240,7 @@ pub fn decode(payload: &[u8]) -> Result<Chunk, CodecError> {
         None => Err(CodecError::Empty),
         Some(1) => v1::decode(payload),
         Some(2) => v2::decode(payload),
-        Some(3) => v3::decode(payload),
+        Some(3 | 4) => v3::decode(payload),
         Some(&v) => Err(CodecError::UnsupportedVersion(v)),
     }
 }

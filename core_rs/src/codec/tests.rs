@@ -323,7 +323,7 @@ const VECTOR_RAW: &str = concat!(
 /// made; encoders may produce other zstd bytes, decoders must read these.
 const VECTOR_ZSTD: &str = "010103014128b52ffd2041ad0100a4020201020201d00f00d00f02e0e0ff010a000180808080080100010040000800f03f000101010001026f6b041000832f36be4109";
 
-fn unhex(s: &str) -> Vec<u8> {
+pub(super) fn unhex(s: &str) -> Vec<u8> {
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())

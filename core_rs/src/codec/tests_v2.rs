@@ -181,8 +181,8 @@ fn mutated_payloads_never_panic() {
     }
 }
 
-/// The fuzz corpus kept in the repository (tests/codec_corpus, v1, v2 and
-/// v3 payloads): every file decodes or fails cleanly, and so do mutations of it.
+/// The fuzz corpus kept in the repository (tests/codec_corpus, v1 to v4
+/// payloads): every file decodes or fails cleanly, and so do mutations of it.
 #[test]
 fn corpus_never_panics() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/codec_corpus");
@@ -192,7 +192,7 @@ fn corpus_never_panics() {
         .collect();
     files.sort();
     assert!(files.len() >= 10, "corpus has {} files", files.len());
-    for v in ["v1-", "v2-", "v3-"] {
+    for v in ["v1-", "v2-", "v3-", "v4-"] {
         let name = |f: &std::path::PathBuf| f.file_name().unwrap().to_string_lossy().into_owned();
         assert!(
             files.iter().any(|f| name(f).starts_with(v)),
@@ -222,11 +222,11 @@ fn write_corpus() {
             v2::encode(&c.columns(), &k).unwrap(),
         );
         put(
-            &format!("v3-plant-{i}.bin"),
+            &format!("v4-plant-{i}.bin"),
             v3::encode(&c.columns(), &k).unwrap(),
         );
         put(
-            &format!("v3-plant-{i}-rawrest.bin"),
+            &format!("v4-plant-{i}-rawrest.bin"),
             v3::encode_with(&c.columns(), &k, false).unwrap(),
         );
         put(
@@ -243,7 +243,7 @@ fn write_corpus() {
             v2::encode(&c.columns(), &k).unwrap(),
         );
         put(
-            &format!("v3-random-{i}.bin"),
+            &format!("v4-random-{i}.bin"),
             v3::encode(&c.columns(), &k).unwrap(),
         );
         put(

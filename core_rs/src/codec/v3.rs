@@ -1,5 +1,7 @@
-//! Codec v3 layout (docs/format.md, "DATA payload: codec v3"): v2's typed
-//! coding, made fast for short (1 s) flush windows.
+//! Codec v3 and v4 layout (docs/format.md, "DATA payload: codec v3" and
+//! "codec v4"): v2's typed coding, made fast for short (1 s) flush windows.
+//! v4 adds one column method, bins (`bins`), for the long columns of a large
+//! plant's window, where v3 used pco.
 //!
 //! Same per-tag choices as v2 (tag runs, value modes, decimal floats), but
 //! every column is a frame-of-reference bit packing (`pack`): the per-run
@@ -22,7 +24,11 @@ use super::v2::{
 use super::varint::{put_u64, Reader};
 use super::{column, kind, segframe, tag_order, Chunk, CodecError, Columns, MAX_RAW_LEN};
 
-pub const VERSION: u8 = 3;
+/// The version the encoder writes: v4 is v3's layout with one more column
+/// method (`bins`), which a v3 payload never holds.
+pub const VERSION: u8 = 4;
+/// The older version this module also reads.
+pub const VERSION_V3: u8 = 3;
 /// The rest block is zstd'd from this size on (strings, many status runs);
 /// below it zstd costs more time than it saves bytes.
 const ZSTD_MIN: usize = 512;
@@ -381,7 +387,7 @@ fn encode_runs(
     out.extend_from_slice(body);
     // The runs' first times are absolute: pco's own delta search is wasted there too.
     let plans = &mut k.plans;
-    column::put3(&mut out, &k.d.time_first, DeltaSpec::NoOp)?;
+    column::put3_with(&mut out, &k.d.time_first, DeltaSpec::NoOp, None, Pco::Never)?;
     let segs_t = Some(column::Segs {
         lens: &k.d.seg_time,
         mult: true,
@@ -398,19 +404,13 @@ fn encode_runs(
         Pco::Never,
     )?;
     column::put3_with(&mut out, &k.d.latency, DeltaSpec::NoOp, None, Pco::Never)?;
-    column::put3(&mut out, &k.d.int_first, DeltaSpec::NoOp)?;
+    column::put3_with(&mut out, &k.d.int_first, DeltaSpec::NoOp, None, Pco::Never)?;
     let segs_i = Some(column::Segs {
         lens: &k.d.seg_int,
         mult: false,
         plans,
     });
-    column::put3_with(
-        &mut out,
-        &k.d.int_rest,
-        DeltaSpec::NoOp,
-        segs_i,
-        Pco::IfWide(9),
-    )?;
+    column::put3_with(&mut out, &k.d.int_rest, DeltaSpec::NoOp, segs_i, Pco::Never)?;
     column::put3(&mut out, &k.d.floats, DeltaSpec::TryConsecutive(1))?;
     column::put3(&mut out, &k.d.words, DeltaSpec::NoOp)?;
     Ok(out)
@@ -649,7 +649,7 @@ pub fn decode(payload: &[u8]) -> Result<Chunk, CodecError> {
 fn decode_with(payload: &[u8], b: &mut DecodeBufs) -> Result<Chunk, CodecError> {
     let mut r = Reader::new(payload);
     let version = r.u8("codec_version")?;
-    if version != VERSION {
+    if version != VERSION && version != VERSION_V3 {
         return Err(CodecError::UnsupportedVersion(version));
     }
     let n = r.varint_max("n_samples", MAX_SAMPLES as u64)? as usize;
