@@ -489,10 +489,6 @@ fn get_body<T: Copy + Default>(
     let mut pad = Vec::with_capacity(body.len() + 24);
     pad.extend_from_slice(body);
     pad.resize(body.len() + 24, 0);
-    let load = |bit: usize| -> u64 {
-        let b: [u8; 8] = pad[bit >> 3..(bit >> 3) + 8].try_into().expect("8 bytes");
-        u64::from_le_bytes(b) >> (bit & 7)
-    };
     // Each lane's position and end, in bits.
     let (mut bit, mut end) = ([0usize; LANES], [0usize; LANES]);
     let mut at = 0;
@@ -501,36 +497,17 @@ fn get_body<T: Copy + Default>(
         at += lens[j];
         end[j] = at * 8;
     }
-    let mask = (1usize << MAX_CODE) - 1;
-    let one = |bit: &mut usize, end: usize| -> Option<T> {
-        if *bit > end {
-            return None;
-        }
-        let peek = load(*bit);
-        let e = table[peek as usize & mask];
-        let (lo, wmask) = syms[(e & 0xff) as usize];
-        let (l, adv) = ((e >> 8) & 0xff, e >> 16);
-        // One load holds the code and an offset of up to 45 bits.
-        let off = if adv <= 56 {
-            (peek >> l) & wmask
-        } else {
-            let at = *bit + l as usize;
-            (load(at) & 0xffff_ffff) | (load(at + 32) << 32 & wmask)
-        };
-        *bit += adv as usize;
-        Some(f(lo.wrapping_add(off)))
-    };
     // Written in place: no capacity check a value.
     let start = out.len();
     out.resize(start + n, T::default());
     let mut groups = out[start..].chunks_exact_mut(LANES);
     for g in &mut groups {
         for j in 0..LANES {
-            g[j] = one(&mut bit[j], end[j]).ok_or(0usize)?;
+            g[j] = one(&pad, table, syms, &f, &mut bit[j], end[j]).ok_or(0usize)?;
         }
     }
     for (j, v) in groups.into_remainder().iter_mut().enumerate() {
-        *v = one(&mut bit[j], end[j]).ok_or(0usize)?;
+        *v = one(&pad, table, syms, &f, &mut bit[j], end[j]).ok_or(0usize)?;
     }
     let mut extra = 0;
     for j in 0..LANES {
@@ -544,6 +521,41 @@ fn get_body<T: Copy + Default>(
         0 => Ok(()),
         k => Err(k),
     }
+}
+
+/// 8 bytes of the padded body from `bit` on, shifted to start there.
+#[inline(always)]
+fn load(pad: &[u8], bit: usize) -> u64 {
+    let b: [u8; 8] = pad[bit >> 3..(bit >> 3) + 8].try_into().expect("8 bytes");
+    u64::from_le_bytes(b) >> (bit & 7)
+}
+
+/// The value at `bit` (advanced past it), or None past `end`.
+#[inline(always)]
+fn one<T>(
+    pad: &[u8],
+    table: &[u32; 1 << MAX_CODE],
+    syms: &[(u64, u64); MAX_BINS],
+    f: &impl Fn(u64) -> T,
+    bit: &mut usize,
+    end: usize,
+) -> Option<T> {
+    if *bit > end {
+        return None;
+    }
+    let peek = load(pad, *bit);
+    let e = table[peek as usize & ((1 << MAX_CODE) - 1)];
+    let (lo, wmask) = syms[(e & 0xff) as usize];
+    let (l, adv) = ((e >> 8) & 0xff, e >> 16);
+    // One load holds the code and an offset of up to 45 bits.
+    let off = if adv <= 56 {
+        (peek >> l) & wmask
+    } else {
+        let at = *bit + l as usize;
+        (load(pad, at) & 0xffff_ffff) | (load(pad, at + 32) << 32 & wmask)
+    };
+    *bit += adv as usize;
+    Some(f(lo.wrapping_add(off)))
 }
 
 #[cfg(test)]

@@ -53,7 +53,8 @@ struct Cols {
     ks: Vec<(i64, u8)>,
     /// Sample indexes in tag order, and the counting sort's bucket starts.
     order: Vec<usize>,
-    /// Source times and value words in tag order.
+    /// Tags, source times and value words in tag order.
+    tags: Vec<u32>,
     ts: Vec<i64>,
     vs: Vec<u64>,
     start: Vec<usize>,
@@ -157,6 +158,7 @@ impl Cols {
             v.clear();
         }
         self.d.clear(usize::MAX);
+        self.tags.clear();
         self.ts.clear();
         self.vs.clear();
         self.rest.clear();
@@ -213,14 +215,15 @@ fn encode_runs(
             .iter()
             .map(|&i| c.server_ns[i].wrapping_sub(c.source_ns[i])),
     );
+    k.tags.extend(order.iter().map(|&i| c.tag[i]));
     k.ts.extend(order.iter().map(|&i| c.source_ns[i]));
     k.vs.extend(order.iter().map(|&i| c.value_bits[i]));
     let mut exc: Vec<(usize, u64)> = Vec::new();
     let (mut pos, mut prev_tag) = (0usize, 0u32);
     while pos < n {
-        let tag = c.tag[order[pos]];
+        let tag = k.tags[pos];
         let mut end = pos + 1;
-        while end < n && c.tag[order[end]] == tag {
+        while end < n && k.tags[end] == tag {
             end += 1;
         }
         let (ts, vals) = (&k.ts[pos..end], &k.vs[pos..end]);
