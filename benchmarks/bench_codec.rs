@@ -395,11 +395,11 @@ fn main() {
             let ours_enc = |c: &Chunk| vec![codec::encode_typed(&c.columns(), kinds).unwrap()];
             let ours_dec = |o: &[Vec<u8>]| codec::decode(&o[0]).unwrap().len();
             rows.push((
-                "ours v3, all columns (+ server ts, flags)".into(),
+                "ours v4, all columns (+ server ts, flags)".into(),
                 measure(&ws, reps, ours_enc, ours_dec),
             ));
             rows.push((
-                "**ours v3, ts+value+status**".into(),
+                "**ours v4, ts+value+status**".into(),
                 measure(&no_server, reps, ours_enc, ours_dec),
             ));
             if !only_ours {
@@ -413,7 +413,7 @@ fn main() {
                     ),
                 ));
                 rows.push((
-                    "ours v3 untyped, ts+value+status".into(),
+                    "ours v4 untyped, ts+value+status".into(),
                     measure(
                         &no_server,
                         reps,

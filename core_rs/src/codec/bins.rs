@@ -90,11 +90,20 @@ fn estimate(bins: impl Iterator<Item = Bin>, n: u64) -> (f64, f64) {
     let (mut body, mut head, mut prev) = (0f64, 0f64, 0u64);
     for b in bins.filter(|b| b.count > 0) {
         let c = b.count as f64;
-        body += c * (f64::from(b.width()) + (n as f64 / c).log2());
+        body += c * (f64::from(b.width()) + log2_approx(n as f64 / c));
         head += 8.0 * (2 + varint_len(b.lo - prev)) as f64;
         prev = b.lo;
     }
     (body, head)
+}
+
+/// log2 within 0.01 (an estimate needs no more, and `f64::log2` is a libm
+/// call): the exponent, plus a quadratic in the mantissa.
+fn log2_approx(x: f64) -> f64 {
+    let b = x.to_bits();
+    let e = ((b >> 52) & 0x7ff) as i64 - 1023;
+    let m = f64::from_bits((b & ((1 << 52) - 1)) | (1023 << 52)) - 1.0;
+    e as f64 + m * (1.3465 - 0.3465 * m)
 }
 
 fn varint_len(v: u64) -> usize {
@@ -131,7 +140,10 @@ pub fn plan(vals: &[i64], f: Frame, beat: usize) -> Option<(usize, Plan)> {
     // Pick the bucketing on about 1024 values: linear at 8, 6 or 4 top bits
     // of x = (v - min) / g, or by magnitude of zigzag(v).
     let step = (n / 1024).max(1);
-    let mut lin = vec![Bin::EMPTY; 1 << (f.w - shift)];
+    // On the stack: a plan for a column of a few hundred values must not
+    // cost allocations.
+    let mut lin = [Bin::EMPTY; 1 << TOP_BITS];
+    let lin = &mut lin[..1 << (f.w - shift)];
     let mut mag = [Bin::EMPTY; 65];
     for &v in vals.iter().step_by(step) {
         let x = linear_x(v, f, &div);
@@ -139,10 +151,9 @@ pub fn plan(vals: &[i64], f: Frame, beat: usize) -> Option<(usize, Plan)> {
         let z = zigzag(v);
         mag[bit_len(z)].add(z);
     }
-    let merged = |lin: &[Bin], m: usize| -> Vec<Bin> {
+    let merged = |m: usize| {
         lin.chunks(m)
             .map(|c| c.iter().fold(Bin::EMPTY, |a, &b| a.merge(b)))
-            .collect()
     };
     let seen = n.div_ceil(step) as u64;
     let total = |(body, head): (f64, f64)| body * step as f64 + head;
@@ -155,7 +166,7 @@ pub fn plan(vals: &[i64], f: Frame, beat: usize) -> Option<(usize, Plan)> {
         if m > 1 && lin.len() <= m {
             break;
         }
-        let e = total(estimate(merged(&lin, m).into_iter(), seen));
+        let e = total(estimate(merged(m), seen));
         if e < best.0 {
             best = (e, MAP_LINEAR, m);
         }
@@ -164,22 +175,28 @@ pub fn plan(vals: &[i64], f: Frame, beat: usize) -> Option<(usize, Plan)> {
     if bits > beat as f64 * 7.0 {
         return None;
     }
-    // The chosen bucketing over every value.
-    let (buckets, shift) = if map == MAP_LINEAR {
-        let shift = shift + m.trailing_zeros();
-        let mut b = vec![Bin::EMPTY; lin.len().div_ceil(m)];
-        for &v in vals {
-            let x = linear_x(v, f, &div);
-            b[(x >> shift) as usize].add(x);
+    // The chosen bucketing over every value (the sample was every value
+    // when `step` is 1).
+    let (buckets, shift): (Vec<Bin>, u32) = match (map, step) {
+        (MAP_LINEAR, 1) => (merged(m).collect(), shift + m.trailing_zeros()),
+        (MAP_LINEAR, _) => {
+            let shift = shift + m.trailing_zeros();
+            let mut b = vec![Bin::EMPTY; lin.len().div_ceil(m)];
+            for &v in vals {
+                let x = linear_x(v, f, &div);
+                b[(x >> shift) as usize].add(x);
+            }
+            (b, shift)
         }
-        (b, shift)
-    } else {
-        let mut b = vec![Bin::EMPTY; 65];
-        for &v in vals {
-            let z = zigzag(v);
-            b[bit_len(z)].add(z);
+        (_, 1) => (mag.to_vec(), 0),
+        _ => {
+            let mut b = vec![Bin::EMPTY; 65];
+            for &v in vals {
+                let z = zigzag(v);
+                b[bit_len(z)].add(z);
+            }
+            (b, 0)
         }
-        (b, 0)
     };
     let mut bin_of = vec![0u16; buckets.len()];
     let mut bins = Vec::new();
@@ -432,9 +449,12 @@ pub fn get<T: ColumnNum>(
             "bin code lengths are not a complete code".into(),
         ));
     }
-    // Code lookup: the next MAX_CODE bits give the symbol (bits 0-7), its
-    // code length (8-15) and code length plus width (16-23).
-    let mut table = Box::new([0u32; 1 << MAX_CODE]);
+    // Code lookup: the next `maxl` bits (the longest code) give the symbol
+    // (bits 0-7), its code length (8-15) and code length plus width (16-23).
+    // Sized to the longest code, not `MAX_CODE`: filling 2048 entries per
+    // column was a third of the decode time of a 731-sample chunk.
+    let maxl = lens.iter().copied().max().unwrap_or(0);
+    let mut table = vec![0u32; 1 << maxl];
     for (s, (&c, &(_, w, l))) in canonical_codes(&lens).iter().zip(&bins).enumerate() {
         let step = 1usize << l;
         let mut j = c as usize;
@@ -443,12 +463,11 @@ pub fn get<T: ColumnNum>(
             j += step;
         }
     }
-    // Per symbol: low end and the width's mask (a full table: a symbol is a
-    // byte, so reading it needs no bounds check).
-    let mut syms = Box::new([(0u64, 0u64); MAX_BINS]);
-    for (s, &(lo, w, _)) in syms.iter_mut().zip(&bins) {
-        *s = (lo, if w == 0 { 0 } else { u64::MAX >> (64 - w) });
-    }
+    // Per symbol: low end and the width's mask.
+    let syms: Vec<(u64, u64)> = bins
+        .iter()
+        .map(|&(lo, w, _)| (lo, if w == 0 { 0 } else { u64::MAX >> (64 - w) }))
+        .collect();
     let at = r.pos();
     let mut lens = [0usize; LANES];
     for l in &mut lens {
@@ -479,8 +498,8 @@ fn get_body<T: Copy + Default>(
     body: &[u8],
     lens: &[usize; LANES],
     n: usize,
-    table: &[u32; 1 << MAX_CODE],
-    syms: &[(u64, u64); MAX_BINS],
+    table: &[u32],
+    syms: &[(u64, u64)],
     out: &mut Vec<T>,
     f: impl Fn(u64) -> T,
 ) -> Result<(), usize> {
@@ -534,8 +553,8 @@ fn load(pad: &[u8], bit: usize) -> u64 {
 #[inline(always)]
 fn one<T>(
     pad: &[u8],
-    table: &[u32; 1 << MAX_CODE],
-    syms: &[(u64, u64); MAX_BINS],
+    table: &[u32],
+    syms: &[(u64, u64)],
     f: &impl Fn(u64) -> T,
     bit: &mut usize,
     end: usize,
@@ -544,7 +563,8 @@ fn one<T>(
         return None;
     }
     let peek = load(pad, *bit);
-    let e = table[peek as usize & ((1 << MAX_CODE) - 1)];
+    // `table.len()` is a power of two.
+    let e = table[peek as usize & (table.len() - 1)];
     let (lo, wmask) = syms[(e & 0xff) as usize];
     let (l, adv) = ((e >> 8) & 0xff, e >> 16);
     // One load holds the code and an offset of up to 45 bits.
