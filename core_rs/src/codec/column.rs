@@ -152,7 +152,7 @@ pub fn put<T: ColumnNum>(
     Ok(())
 }
 
-fn varint_len(v: u64) -> usize {
+pub(super) fn varint_len(v: u64) -> usize {
     // ceil(bits / 7) for bits in 1..=64, without a division.
     ((9 * (64 - (v | 1).leading_zeros()) + 64) / 64) as usize
 }
