@@ -16,6 +16,7 @@
 
 use super::column::{varint_len, ColumnNum};
 use super::pack::{read_divisor, BitWriter, Exact, Frame};
+use super::v2::invalid;
 use super::varint::{put_u64, unzigzag, zigzag, Reader};
 use super::CodecError;
 
@@ -145,8 +146,8 @@ pub fn plan(vals: &[i64], f: Frame, beat: usize) -> Option<(usize, Plan)> {
     for &v in vals.iter().step_by(step) {
         let x = linear_x(v, f, &div);
         lin[(x >> shift) as usize].add(x);
-        let z = zigzag(v);
-        mag[bit_len(z)].add(z);
+        let (z, k) = magnitude_key(v);
+        mag[k].add(z);
     }
     let merged = |m: usize| {
         lin.chunks(m)
@@ -178,22 +179,14 @@ pub fn plan(vals: &[i64], f: Frame, beat: usize) -> Option<(usize, Plan)> {
         (MAP_LINEAR, 1) => (merged(m).collect(), shift + m.trailing_zeros()),
         (MAP_LINEAR, _) => {
             let shift = shift + m.trailing_zeros();
-            let mut b = vec![Bin::EMPTY; lin.len().div_ceil(m)];
-            for &v in vals {
+            let b = histogram(vals, lin.len().div_ceil(m), |v| {
                 let x = linear_x(v, f, &div);
-                b[(x >> shift) as usize].add(x);
-            }
+                (x, (x >> shift) as usize)
+            });
             (b, shift)
         }
         (_, 1) => (mag.to_vec(), 0),
-        _ => {
-            let mut b = vec![Bin::EMPTY; 65];
-            for &v in vals {
-                let z = zigzag(v);
-                b[bit_len(z)].add(z);
-            }
-            (b, 0)
-        }
+        _ => (histogram(vals, mag.len(), magnitude_key), 0),
     };
     let mut bin_of = vec![0u16; buckets.len()];
     let mut bins = Vec::new();
@@ -233,6 +226,23 @@ pub fn plan(vals: &[i64], f: Frame, beat: usize) -> Option<(usize, Plan)> {
         body_bits,
     };
     Some((head + LANES * varint_len(body as u64) + body, p))
+}
+
+/// The bins of `len` buckets that `key` (a value's `x` and bucket) fills.
+fn histogram(vals: &[i64], len: usize, key: impl Fn(i64) -> (u64, usize)) -> Vec<Bin> {
+    let mut b = vec![Bin::EMPTY; len];
+    for &v in vals {
+        let (x, k) = key(v);
+        b[k].add(x);
+    }
+    b
+}
+
+/// `x` and bucket of a value bucketed by magnitude.
+#[inline]
+fn magnitude_key(v: i64) -> (u64, usize) {
+    let z = zigzag(v);
+    (z, bit_len(z))
 }
 
 /// Code lengths (at most `MAX_CODE`) of a Huffman code for `counts` (all
@@ -347,10 +357,7 @@ pub fn put(out: &mut Vec<u8>, vals: &[i64], p: &Plan) {
                 (x, (x >> shift) as usize)
             });
         } else {
-            put_body(&mut body, lane_vals, &entries, |v| {
-                let z = zigzag(v);
-                (z, bit_len(z))
-            });
+            put_body(&mut body, lane_vals, &entries, magnitude_key);
         }
         *end = body.len();
     }
@@ -385,10 +392,6 @@ fn put_body(
         }
     }
     bw.finish(out);
-}
-
-fn invalid(field: &'static str, offset: usize, msg: String) -> CodecError {
-    CodecError::Invalid { field, offset, msg }
 }
 
 /// Read a binned column of `n` values (its method byte already read) into
@@ -466,76 +469,89 @@ pub fn get<T: ColumnNum>(
         .map(|&(lo, w, _)| (lo, if w == 0 { 0 } else { u64::MAX >> (64 - w) }))
         .collect();
     let at = r.pos();
-    let mut lens = [0usize; LANES];
-    for l in &mut lens {
+    let mut lane_lens = [0usize; LANES];
+    for l in &mut lane_lens {
         *l = r.varint_max(field, r.remaining() as u64)? as usize;
     }
-    let total = lens.iter().try_fold(0usize, |a, &l| a.checked_add(l));
+    let total = lane_lens.iter().try_fold(0usize, |a, &l| a.checked_add(l));
     let body = r.bytes(total.unwrap_or(usize::MAX), field)?;
-    out.reserve(n);
-    let ok = if map == MAP_LINEAR {
-        get_body(body, &lens, n, &table, &syms, out, |x| {
+    let lanes = Lanes {
+        body,
+        lens: &lane_lens,
+        field,
+        at,
+    };
+    if map == MAP_LINEAR {
+        lanes.decode(n, &table, &syms, out, |x| {
             T::from_i64(base.wrapping_add(x.wrapping_mul(g) as i64))
         })
     } else {
-        get_body(body, &lens, n, &table, &syms, out, |x| {
-            T::from_i64(unzigzag(x))
-        })
-    };
-    ok.map_err(|trailing| match trailing {
-        0 => CodecError::Truncated { field, offset: at },
-        extra => CodecError::Trailing { extra, offset: at },
-    })
+        lanes.decode(n, &table, &syms, out, |x| T::from_i64(unzigzag(x)))
+    }
 }
 
-/// Decode `n` values from the lanes of `body` (`lens` bytes each) into
-/// `out`. Err(0) when a lane ends early, Err(k) when lanes leave k bytes.
-#[inline]
-fn get_body<T: Copy + Default>(
-    body: &[u8],
-    lens: &[usize; LANES],
-    n: usize,
-    table: &[u32],
-    syms: &[(u64, u64)],
-    out: &mut Vec<T>,
-    f: impl Fn(u64) -> T,
-) -> Result<(), usize> {
-    // Zero padding past the body: each value reads at most 11 + 64 bits from
-    // a position checked to be within its lane.
-    let mut pad = Vec::with_capacity(body.len() + 24);
-    pad.extend_from_slice(body);
-    pad.resize(body.len() + 24, 0);
-    // Each lane's position and end, in bits.
-    let (mut bit, mut end) = ([0usize; LANES], [0usize; LANES]);
-    let mut at = 0;
-    for j in 0..LANES {
-        bit[j] = at * 8;
-        at += lens[j];
-        end[j] = at * 8;
-    }
-    // Written in place: no capacity check a value.
-    let start = out.len();
-    out.resize(start + n, T::default());
-    let mut groups = out[start..].chunks_exact_mut(LANES);
-    for g in &mut groups {
+/// A binned column's body: its lanes back to back, and where it starts
+/// (for errors).
+struct Lanes<'a> {
+    body: &'a [u8],
+    lens: &'a [usize; LANES],
+    field: &'static str,
+    at: usize,
+}
+
+impl Lanes<'_> {
+    /// Decode `n` values into `out`: each lane must hold its values exactly
+    /// (to its last byte).
+    #[inline]
+    fn decode<T: Copy + Default>(
+        &self,
+        n: usize,
+        table: &[u32],
+        syms: &[(u64, u64)],
+        out: &mut Vec<T>,
+        f: impl Fn(u64) -> T,
+    ) -> Result<(), CodecError> {
+        let (field, offset) = (self.field, self.at);
+        let short = CodecError::Truncated { field, offset };
+        // Zero padding past the body: each value reads at most 11 + 64 bits
+        // from a position checked to be within its lane.
+        let mut pad = Vec::with_capacity(self.body.len() + 24);
+        pad.extend_from_slice(self.body);
+        pad.resize(self.body.len() + 24, 0);
+        // Each lane's first bit, position and end.
+        let (mut first, mut end) = ([0usize; LANES], [0usize; LANES]);
+        let mut at = 0;
         for j in 0..LANES {
-            g[j] = one(&pad, table, syms, &f, &mut bit[j], end[j]).ok_or(0usize)?;
+            first[j] = at * 8;
+            at += self.lens[j];
+            end[j] = at * 8;
         }
-    }
-    for (j, v) in groups.into_remainder().iter_mut().enumerate() {
-        *v = one(&pad, table, syms, &f, &mut bit[j], end[j]).ok_or(0usize)?;
-    }
-    let mut extra = 0;
-    for j in 0..LANES {
-        let (used, len) = ((bit[j] - (end[j] - lens[j] * 8)).div_ceil(8), lens[j]);
-        if used > len {
-            return Err(0);
+        let mut bit = first;
+        // Written in place: no capacity check a value.
+        let start = out.len();
+        out.resize(start + n, T::default());
+        let mut groups = out[start..].chunks_exact_mut(LANES);
+        for g in &mut groups {
+            for j in 0..LANES {
+                g[j] =
+                    one(&pad, table, syms, &f, &mut bit[j], end[j]).ok_or_else(|| short.clone())?;
+            }
         }
-        extra += len - used;
-    }
-    match extra {
-        0 => Ok(()),
-        k => Err(k),
+        for (j, v) in groups.into_remainder().iter_mut().enumerate() {
+            *v = one(&pad, table, syms, &f, &mut bit[j], end[j]).ok_or_else(|| short.clone())?;
+        }
+        let mut extra = 0;
+        for j in 0..LANES {
+            let used = (bit[j] - first[j]).div_ceil(8);
+            if used > self.lens[j] {
+                return Err(short);
+            }
+            extra += self.lens[j] - used;
+        }
+        match extra {
+            0 => Ok(()),
+            extra => Err(CodecError::Trailing { extra, offset }),
+        }
     }
 }
 

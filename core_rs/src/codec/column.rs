@@ -38,18 +38,15 @@ pub struct Segs<'a> {
 const PCO_MIN_N: usize = 32;
 /// pco level: 4 is close to the default 8 on plant data and much faster.
 const PCO_LEVEL: usize = 4;
-/// v3 tries pco only from this many values: below it pco saves a few percent
-/// at ten times the cost (1 s windows; docs/codec.md has the figures).
+/// A v3 column is long, and tries pco (floats, words) or bins (v4, the
+/// integer columns), from this many values: below it pco saved a few
+/// percent at ten times the cost, and planning bins cost as much as packing
+/// the whole chunk (recorded, 1 s: encode 28 -> 14 M samples/s for 14 %
+/// fewer bytes; docs/codec.md has the figures).
 pub const PCO_MIN_N_V3: usize = 4096;
 /// ... and from this many when the packed frame is wide (16 bits or more: a
-/// time column mixing several sampling periods, which pco's bins separate).
+/// time column mixing several sampling periods, which bins separate).
 pub const PCO_WIDE_N_V3: usize = 512;
-/// v4 tries bins from this many values, or from `BINS_WIDE_N` when the
-/// packed frame is 16 bits or wider (where pco was tried in v3): on shorter
-/// columns planning them cost as much as packing the whole chunk (recorded,
-/// 1 s: encode 28 -> 14 M samples/s for 14 % fewer bytes).
-const BINS_MIN_N: usize = 4096;
-const BINS_WIDE_N: usize = 512;
 /// v3 tries `segframe` from this many values: below it (1 s windows, runs
 /// of one or two samples) it did not win once on the benchmark's data.
 const SEG_MIN_N: usize = 512;
@@ -213,9 +210,10 @@ pub fn put3_with<T: ColumnNum>(
     } else {
         (usize::MAX, 0)
     };
+    let long = vals.len() >= PCO_MIN_N_V3 || (vals.len() >= PCO_WIDE_N_V3 && f.w >= 16);
     // Bins first: where they win (short runs of many tags) `segframe` need
     // not be planned in full.
-    let planned = (vals.len() >= BINS_MIN_N || (vals.len() >= BINS_WIDE_N && f.w >= 16))
+    let planned = long
         .then(|| bins::plan(&ints, f, packed.min(var)))
         .flatten();
     let (bins_len, bins_plan) = match planned {
@@ -249,7 +247,6 @@ pub fn put3_with<T: ColumnNum>(
         }
     }
     let others = packed.min(var).min(seg_len);
-    let long = vals.len() >= PCO_MIN_N_V3 || (vals.len() >= PCO_WIDE_N_V3 && f.w >= 16);
     let best = others.min(bins_len);
     let p = if pco == Pco::Try && long {
         let cfg = ChunkConfig::default()
