@@ -7,7 +7,7 @@
 //!
 //! BENCH_WINDOWS=1,10 picks the flush windows (seconds), BENCH_REPS=N the
 //! runs per window (the fastest counts); BENCH_ONLY=ours
-//! runs only our codec (profiling).
+//! runs only our codec, BENCH_ONLY=encode only its encoder (profiling).
 
 use std::time::Instant;
 
@@ -317,7 +317,8 @@ where
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // BENCH_ONLY=ours runs only our codec (for profiling).
-    let only_ours = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "ours");
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let only_ours = only == "ours" || only == "encode";
     assert!(!args.is_empty(), "usage: bench_codec FILE.cols ...");
     let pco_cfg = pco::ChunkConfig::default();
     for path in &args {
@@ -385,6 +386,15 @@ fn main() {
             // for the same chunks with the server-timestamp column made empty
             // (server = source), and "vs ours" divides by it.
             let no_server: Vec<Chunk> = ws.iter().map(|c| strip(c, true)).collect();
+            if only == "encode" {
+                let ours = |c: &Chunk| vec![codec::encode_typed(&c.columns(), kinds).unwrap()];
+                let r = measure(&no_server, reps, ours, |_| 0);
+                println!(
+                    "encode ts+value+status: {:.1} M samples/s",
+                    n as f64 / r.enc_s / 1e6
+                );
+                continue;
+            }
             // Our tag + time + status bytes alone (values zeroed, untyped: the
             // value column costs nothing), added to the pco row.
             let ts_status: Vec<usize> = ws

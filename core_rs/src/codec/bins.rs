@@ -15,7 +15,7 @@
 //! code length (canonical Huffman, at most `MAX_CODE` bits).
 
 use super::column::{varint_len, ColumnNum};
-use super::pack::{read_divisor, BitWriter, Exact, Frame};
+use super::pack::{read_divisor, BitSink, Exact, Frame};
 use super::v2::invalid;
 use super::varint::{put_u64, unzigzag, zigzag, Reader};
 use super::CodecError;
@@ -229,12 +229,32 @@ pub fn plan(vals: &[i64], f: Frame, beat: usize) -> Option<(usize, Plan)> {
 }
 
 /// The bins of `len` buckets that `key` (a value's `x` and bucket) fills.
+/// Neighbouring values mostly fall in one bin: four histograms, merged at
+/// the end, so that each bin's update need not wait for the previous one's.
 fn histogram(vals: &[i64], len: usize, key: impl Fn(i64) -> (u64, usize)) -> Vec<Bin> {
-    let mut b = vec![Bin::EMPTY; len];
-    for &v in vals {
-        let (x, k) = key(v);
-        b[k].add(x);
+    let mut b = vec![Bin::EMPTY; 4 * len];
+    let (b0, rest) = b.split_at_mut(len);
+    let (b1, rest) = rest.split_at_mut(len);
+    let (b2, b3) = rest.split_at_mut(len);
+    let mut quads = vals.chunks_exact(4);
+    for q in &mut quads {
+        let (x0, k0) = key(q[0]);
+        let (x1, k1) = key(q[1]);
+        let (x2, k2) = key(q[2]);
+        let (x3, k3) = key(q[3]);
+        b0[k0].add(x0);
+        b1[k1].add(x1);
+        b2[k2].add(x2);
+        b3[k3].add(x3);
     }
+    for &v in quads.remainder() {
+        let (x, k) = key(v);
+        b0[k].add(x);
+    }
+    for i in 0..len {
+        b0[i] = b0[i].merge(b1[i]).merge(b2[i]).merge(b3[i]);
+    }
+    b.truncate(len);
     b
 }
 
@@ -345,53 +365,56 @@ pub fn put(out: &mut Vec<u8>, vals: &[i64], p: &Plan) {
             }
         })
         .collect();
-    // The lanes one after the other, then their lengths and bodies.
-    let mut body = Vec::with_capacity(p.body_bits.div_ceil(8) as usize + LANES);
+    // The lanes one after the other, then their lengths and bodies. Each
+    // lane takes at most a byte more than its bits: room for all, and the
+    // sink's slack.
+    let mut body = vec![0u8; p.body_bits.div_ceil(8) as usize + LANES + 8];
     let mut ends = [0usize; LANES];
+    let mut start = 0;
     for (lane, end) in ends.iter_mut().enumerate() {
         let lane_vals = vals.iter().skip(lane).step_by(LANES).copied();
-        if p.map == MAP_LINEAR {
+        let sink = BitSink::new(&mut body[start..]);
+        let len = if p.map == MAP_LINEAR {
             let (f, div, shift) = (p.frame, Exact::new(p.frame.g), p.shift);
-            put_body(&mut body, lane_vals, &entries, |v| {
+            put_body(sink, lane_vals, &entries, |v| {
                 let x = linear_x(v, f, &div);
                 (x, (x >> shift) as usize)
-            });
+            })
         } else {
-            put_body(&mut body, lane_vals, &entries, magnitude_key);
-        }
-        *end = body.len();
+            put_body(sink, lane_vals, &entries, magnitude_key)
+        };
+        start += len;
+        *end = start;
     }
     let mut start = 0;
     for end in ends {
         put_u64(out, (end - start) as u64);
         start = end;
     }
-    out.extend_from_slice(&body);
+    out.extend_from_slice(&body[..start]);
 }
 
-/// The bit stream: each value's code, then its offset in its bin.
+/// The bit stream: each value's code, then its offset in its bin. Returns
+/// its length in bytes.
 #[inline]
 fn put_body(
-    out: &mut Vec<u8>,
+    mut bw: BitSink<'_>,
     vals: impl Iterator<Item = i64>,
     entries: &[(u64, u64, u32, u32)],
     key: impl Fn(i64) -> (u64, usize),
-) {
-    let mut bw = BitWriter::new();
+) -> usize {
     for v in vals {
         let (x, bucket) = key(v);
         let (lo, code, l, w) = entries[bucket];
         let off = x - lo;
-        if l + w <= 64 {
-            if l + w > 0 {
-                bw.push(out, code | off << l, l + w);
-            }
+        if l + w <= 56 {
+            bw.push(code | off << l, l + w);
         } else {
-            bw.push(out, code, l);
-            bw.push(out, off, w);
+            bw.push(code, l);
+            bw.push_wide(off, w);
         }
     }
-    bw.finish(out);
+    bw.bytes()
 }
 
 /// Read a binned column of `n` values (its method byte already read) into

@@ -194,9 +194,8 @@ pub fn put3_with<T: ColumnNum>(
         + varint_len(super::varint::zigzag(f.min))
         + if f.w > 0 { varint_len(f.g) } else { 0 };
     // Varints take 8 bits or more a value: they can only win on wide frames
-    // (skewed columns: mostly small, a few large).
-    // An estimate from every 8th value first: the exact sum only when
-    // varints look close.
+    // (skewed columns: mostly small, a few large). Long columns are judged
+    // by every 8th value; the exact sum is taken only if varints are chosen.
     let var_of = |step: usize| -> usize {
         vals.iter()
             .step_by(step)
@@ -204,12 +203,21 @@ pub fn put3_with<T: ColumnNum>(
             .sum::<usize>()
             * step
     };
-    let (var, var_body) = if f.w > 8 && (vals.len() < 64 || var_of(8) < packed + packed / 8) {
-        let body = var_of(1);
-        (body + varint_len(body as u64), body)
+    let var = if f.w <= 8 {
+        usize::MAX
+    } else if vals.len() < 64 {
+        var_of(1)
     } else {
-        (usize::MAX, 0)
+        let estimate = var_of(8);
+        if estimate < packed + packed / 8 {
+            estimate
+        } else {
+            usize::MAX
+        }
     };
+    let var = var.saturating_add(varint_len(var as u64));
+    let exact = std::cell::OnceCell::new();
+    let var_exact = || *exact.get_or_init(|| var_of(1));
     let long = vals.len() >= PCO_MIN_N_V3 || (vals.len() >= PCO_WIDE_N_V3 && f.w >= 16);
     // Bins first: where they win (short runs of many tags) `segframe` need
     // not be planned in full.
@@ -273,9 +281,9 @@ pub fn put3_with<T: ColumnNum>(
             out.push(method);
             segframe::put(out, &ints, lens, plan);
         }
-        _ if var < packed => {
+        _ if var < packed && var_exact() + varint_len(var_exact() as u64) < packed => {
             out.push(METHOD_VARINT);
-            put_u64(out, var_body as u64);
+            put_u64(out, var_exact() as u64);
             for &v in vals {
                 put_u64(out, v.to_zigzag_u64());
             }
