@@ -67,12 +67,24 @@ fn min_exponent(bits: u64, w: Width) -> Option<u8> {
 /// One or two divisions per value instead of one per exponent tried.
 pub fn min_k(bits: u64, w: Width, guess: u8) -> Option<(i64, u8)> {
     let g = guess.min(MAX_E);
-    let (mut k, mut e) = match encode_one(bits, g, w) {
-        Some(k) => (k, g),
-        None => (g + 1..=MAX_E)
-            .chain(0..g)
-            .find_map(|e| encode_one(bits, e, w).map(|k| (k, e)))?,
-    };
+    match encode_one(bits, g, w) {
+        Some(k) => Some(down(bits, w, k, g)),
+        None => search(bits, w, g),
+    }
+}
+
+/// The first exponent other than `g` at which `bits` fits: above `g`, then
+/// below it.
+fn search(bits: u64, w: Width, g: u8) -> Option<(i64, u8)> {
+    let (k, e) = (g + 1..=MAX_E)
+        .chain(0..g)
+        .find_map(|e| encode_one(bits, e, w).map(|k| (k, e)))?;
+    Some(down(bits, w, k, e))
+}
+
+/// From a fit `k` at `e` down to the smallest exponent that fits.
+#[inline]
+fn down(bits: u64, w: Width, mut k: i64, mut e: u8) -> (i64, u8) {
     match w {
         Width::F64 => {
             while e > 0 && k % 10 == 0 {
@@ -87,7 +99,7 @@ pub fn min_k(bits: u64, w: Width, guess: u8) -> Option<(i64, u8)> {
             }
         }
     }
-    Some((k, e))
+    (k, e)
 }
 
 const POW10_I: [i64; MAX_E as usize + 1] = [
@@ -119,16 +131,36 @@ pub fn rescale(k0: i64, e0: u8, e: u8) -> Option<i64> {
 /// (last slot: never fits), or None when too many values are not decimal
 /// for the mode to pay.
 fn choose_hist(hist: &[usize; MAX_E as usize + 2], n: usize) -> Option<u8> {
+    let lo = hist
+        .iter()
+        .position(|&h| h > 0)
+        .unwrap_or(0)
+        .min(MAX_E as usize);
+    let hi = hist[..=MAX_E as usize]
+        .iter()
+        .rposition(|&h| h > 0)
+        .unwrap_or(0);
+    choose_in(hist, n, lo as u8, hi as u8)
+}
+
+/// `choose_hist` for a histogram whose fitting values all lie in `lo..=hi`:
+/// below `lo` every value is an exception (72 bits each, more than the
+/// 12 digits at most that `hi` costs), above `hi` no more values fit, so
+/// the best exponent is in that range.
+fn choose_in(hist: &[usize; MAX_E as usize + 2], n: usize, lo: u8, hi: u8) -> Option<u8> {
     if n == 0 {
         return Some(0);
     }
     // All values at one exponent (a tag's usual case): that one, or none.
-    if let Some(e) = hist.iter().position(|&h| h == n) {
-        return (e <= MAX_E as usize).then_some(e as u8);
+    if hist[usize::from(hi)] == n {
+        return Some(hi);
+    }
+    if hist[MAX_E as usize + 1] == n {
+        return None;
     }
     let mut best: Option<(f64, u8)> = None;
     let mut fit = 0usize;
-    for e in 0..=MAX_E {
+    for e in lo..=hi {
         fit += hist[e as usize];
         let cost = fit as f64 * f64::from(e) * BITS_PER_DIGIT + ((n - fit) * EXCEPTION_BITS) as f64;
         if best.is_none_or(|(c, _)| cost < c) {
@@ -136,7 +168,7 @@ fn choose_hist(hist: &[usize; MAX_E as usize + 2], n: usize) -> Option<u8> {
         }
     }
     let (_, e) = best?;
-    let fit: usize = hist[..=e as usize].iter().sum();
+    let fit: usize = hist[lo as usize..=e as usize].iter().sum();
     // Mostly not decimal (noisy derived values): the plain float column wins.
     (fit * 4 >= n * 3).then_some(e)
 }
@@ -173,18 +205,22 @@ pub fn analyse(
     let mut guess = guess.min(MAX_E);
     let (mut lo, mut hi, mut misfits) = (MAX_E, 0u8, 0usize);
     for b in vals {
-        // `min_k`'s answer when the guess fits and is already the smallest:
-        // f64 without a trailing zero in k, f32 when one digit less misses.
-        let ke = match (encode_one(b, guess, w), w) {
-            (Some(k), Width::F64) if guess == 0 || k % 10 != 0 => Some((k, guess)),
-            (Some(k), Width::F32) if guess == 0 || encode_one(b, guess - 1, w).is_none() => {
-                Some((k, guess))
-            }
-            _ => min_k(b, w, guess),
+        // One division a value while it fits at the guess (then only
+        // trailing zeros are stripped), a search when it does not.
+        let ke = match encode_one(b, guess, w) {
+            Some(k) => Some(down(b, w, k, guess)),
+            None => search(b, w, guess),
         };
         match ke {
             Some((k, e)) => {
-                (lo, hi, guess) = (lo.min(e), hi.max(e), e);
+                (lo, hi) = (lo.min(e), hi.max(e));
+                // f64: the run's most digits so far, which every value with
+                // fewer also fits at; f32 walks down from the guess a
+                // division a step, so there the last value's.
+                guess = match w {
+                    Width::F64 => hi,
+                    Width::F32 => e,
+                };
                 ks.push((k, e));
             }
             None => {
@@ -200,7 +236,7 @@ pub fn analyse(
     for &(_, e) in ks.iter() {
         hist[usize::from(e.min(MAX_E + 1))] += 1;
     }
-    choose_hist(&hist, ks.len())
+    choose_in(&hist, ks.len(), lo.min(hi), hi)
 }
 
 #[cfg(test)]
@@ -298,6 +334,39 @@ mod tests {
                     .collect();
                 assert_eq!(ks, want, "{w:?}");
             }
+        }
+    }
+
+    /// The exponent search over `lo..=hi` picks what a scan of every
+    /// exponent picks.
+    #[test]
+    fn choosing_in_the_fitting_range_matches_the_full_scan() {
+        let scan = |hist: &[usize; MAX_E as usize + 2], n: usize| -> Option<u8> {
+            if n == 0 {
+                return Some(0);
+            }
+            let mut best: Option<(f64, u8)> = None;
+            let mut fit = 0usize;
+            for e in 0..=MAX_E {
+                fit += hist[e as usize];
+                let cost = fit as f64 * f64::from(e) * BITS_PER_DIGIT
+                    + ((n - fit) * EXCEPTION_BITS) as f64;
+                if best.is_none_or(|(c, _)| cost < c) {
+                    best = Some((cost, e));
+                }
+            }
+            let (_, e) = best?;
+            let fit: usize = hist[..=e as usize].iter().sum();
+            (fit * 4 >= n * 3).then_some(e)
+        };
+        let mut r = crate::testutil::Rng::new(11);
+        for _ in 0..20_000 {
+            let mut hist = [0usize; MAX_E as usize + 2];
+            for _ in 0..r.below(4) + 1 {
+                hist[r.below(u64::from(MAX_E) + 2) as usize] += r.below(50) as usize + 1;
+            }
+            let n = hist.iter().sum();
+            assert_eq!(choose_hist(&hist, n), scan(&hist, n), "{hist:?}");
         }
     }
 
