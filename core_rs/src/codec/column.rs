@@ -236,9 +236,11 @@ pub fn put3_with<T: ColumnNum>(
     let runs_of = |k: usize| vals.len() >= k * n_segs;
     if let Some(Segs { lens, mult, plans }) = segs.filter(|_| vals.len() >= SEG_MIN_N) {
         let [per_run, whole] = plans;
-        // Planned in full only when a sample of the segments comes close.
+        // Tried from four values a segment on average (below that no data
+        // set of the benchmark chose them), and planned in full only when a
+        // sample of the segments comes close.
         let other = packed.min(var).min(bins_len);
-        if runs_of(3)
+        if runs_of(4)
             && segframe::estimate(&ints, lens, mult, per_run).is_none_or(|e| e < other + other / 4)
         {
             if let Some(len) = segframe::plan(&ints, lens, mult, per_run) {
