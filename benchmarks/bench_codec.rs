@@ -7,7 +7,8 @@
 //!
 //! BENCH_WINDOWS=1,10 picks the flush windows (seconds), BENCH_REPS=N the
 //! runs per window (the fastest counts); BENCH_ONLY=ours
-//! runs only our codec, BENCH_ONLY=encode only its encoder (profiling).
+//! runs only our codec, BENCH_ONLY=row only its ts+value+status row
+//! (profiling).
 
 use std::time::Instant;
 
@@ -318,7 +319,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // BENCH_ONLY=ours runs only our codec (for profiling).
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
-    let only_ours = only == "ours" || only == "encode";
+    let only_ours = only == "ours" || only == "row";
     assert!(!args.is_empty(), "usage: bench_codec FILE.cols ...");
     let pco_cfg = pco::ChunkConfig::default();
     for path in &args {
@@ -386,12 +387,17 @@ fn main() {
             // for the same chunks with the server-timestamp column made empty
             // (server = source), and "vs ours" divides by it.
             let no_server: Vec<Chunk> = ws.iter().map(|c| strip(c, true)).collect();
-            if only == "encode" {
-                let ours = |c: &Chunk| vec![codec::encode_typed(&c.columns(), kinds).unwrap()];
-                let r = measure(&no_server, reps, ours, |_| 0);
+            if only == "row" {
+                let r = measure(
+                    &no_server,
+                    reps,
+                    |c| vec![codec::encode_typed(&c.columns(), kinds).unwrap()],
+                    |o| codec::decode(&o[0]).unwrap().len(),
+                );
                 println!(
-                    "encode ts+value+status: {:.1} M samples/s",
-                    n as f64 / r.enc_s / 1e6
+                    "ts+value+status: encode {:.1} decode {:.1} M samples/s",
+                    n as f64 / r.enc_s / 1e6,
+                    n as f64 / r.dec_s / 1e6
                 );
                 continue;
             }

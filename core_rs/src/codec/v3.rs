@@ -15,7 +15,7 @@
 use pco::DeltaSpec;
 
 use super::column::Pco;
-use super::decimal;
+use super::decimal::{self, Width};
 use super::v1::{inflate, put_rle};
 use super::v2::{
     invalid, read_head_tail, strings_fit, unxor_into, width, zstd_head, HEAD_NONE, HEAD_ZSTD,
@@ -748,23 +748,45 @@ fn decode_with(payload: &[u8], b: &mut DecodeBufs) -> Result<Chunk, CodecError> 
             continue;
         }
         out.tag.extend(std::iter::repeat_n(run.tag, run.count));
+        // Prefix sums written by `extend` (no capacity check a value).
         let mut t = time_first[j];
         out.source_ns.push(t);
-        for &d in &time_rest[tr..tr + run.count - 1] {
-            t = t.wrapping_add(d);
-            out.source_ns.push(t);
-        }
+        out.source_ns
+            .extend(time_rest[tr..tr + run.count - 1].iter().map(|&d| {
+                t = t.wrapping_add(d);
+                t
+            }));
         tr += run.count - 1;
         match run.mode {
             MODE_INT => {
                 let mut v = int_first[fi] as u64;
                 fi += 1;
                 out.value_bits.push(v);
-                for &d in &int_rest[ir..ir + run.count - 1] {
-                    v = v.wrapping_add(d as u64);
-                    out.value_bits.push(v);
-                }
+                out.value_bits
+                    .extend(int_rest[ir..ir + run.count - 1].iter().map(|&d| {
+                        v = v.wrapping_add(d as u64);
+                        v
+                    }));
                 ir += run.count - 1;
+            }
+            // No exceptions (the usual case): every value is the next k.
+            MODE_DEC64 | MODE_DEC32 if run.n_exc == 0 => {
+                let (mut k, e) = (int_first[fi], run.e);
+                fi += 1;
+                let ks =
+                    std::iter::once(k).chain(int_rest[ir..ir + run.count - 1].iter().map(|&d| {
+                        k = k.wrapping_add(d);
+                        k
+                    }));
+                ir += run.count - 1;
+                match width(run.mode) {
+                    Width::F64 => out
+                        .value_bits
+                        .extend(ks.map(|k| decimal::decode(k, e, Width::F64))),
+                    Width::F32 => out
+                        .value_bits
+                        .extend(ks.map(|k| decimal::decode(k, e, Width::F32))),
+                }
             }
             MODE_DEC64 | MODE_DEC32 => {
                 let w = width(run.mode);
