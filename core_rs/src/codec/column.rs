@@ -203,21 +203,21 @@ pub fn put3_with<T: ColumnNum>(
             .sum::<usize>()
             * step
     };
-    let var = if f.w <= 8 {
-        usize::MAX
+    // (body bytes, whether that is every 8th value's estimate)
+    let (var_body, estimated) = if f.w <= 8 {
+        (usize::MAX, false)
     } else if vals.len() < 64 {
-        var_of(1)
+        (var_of(1), false)
     } else {
         let estimate = var_of(8);
         if estimate < packed + packed / 8 {
-            estimate
+            (estimate, true)
         } else {
-            usize::MAX
+            (usize::MAX, false)
         }
     };
-    let var = var.saturating_add(varint_len(var as u64));
-    let exact = std::cell::OnceCell::new();
-    let var_exact = || *exact.get_or_init(|| var_of(1));
+    let with_len = |body: usize| body.saturating_add(varint_len(body as u64));
+    let var = with_len(var_body);
     let long = vals.len() >= PCO_MIN_N_V3 || (vals.len() >= PCO_WIDE_N_V3 && f.w >= 16);
     // Bins first: where they win (short runs of many tags) `segframe` need
     // not be planned in full.
@@ -256,6 +256,14 @@ pub fn put3_with<T: ColumnNum>(
             }
         }
     }
+    // pco is weighed against the exact varint size (it costs far more).
+    let exact = |body: usize| if estimated { var_of(1) } else { body };
+    let (var_body, var) = if pco == Pco::Try && long && estimated {
+        let b = exact(var_body);
+        (b, with_len(b))
+    } else {
+        (var_body, var)
+    };
     let others = packed.min(var).min(seg_len);
     let best = others.min(bins_len);
     let p = if pco == Pco::Try && long {
@@ -278,21 +286,28 @@ pub fn put3_with<T: ColumnNum>(
             out.push(METHOD_BINS);
             bins::put(out, &ints, bins_plan.as_ref().expect("planned"));
         }
-        _ if seg_len < packed.min(var) => {
-            let (method, lens, plan) = seg.expect("planned");
-            out.push(method);
-            segframe::put(out, &ints, lens, plan);
-        }
-        _ if var < packed && var_exact() + varint_len(var_exact() as u64) < packed => {
-            out.push(METHOD_VARINT);
-            put_u64(out, var_exact() as u64);
-            for &v in vals {
-                put_u64(out, v.to_zigzag_u64());
-            }
-        }
         _ => {
-            out.push(METHOD_PACK + f.w as u8);
-            pack::put(out, &ints, f);
+            // Varints counted exactly where the estimate ranks them first.
+            let (var_body, var) = if var < packed.min(seg_len) {
+                let b = exact(var_body);
+                (b, with_len(b))
+            } else {
+                (var_body, var)
+            };
+            if seg_len < packed.min(var) {
+                let (method, lens, plan) = seg.expect("planned");
+                out.push(method);
+                segframe::put(out, &ints, lens, plan);
+            } else if var < packed {
+                out.push(METHOD_VARINT);
+                put_u64(out, var_body as u64);
+                for &v in vals {
+                    put_u64(out, v.to_zigzag_u64());
+                }
+            } else {
+                out.push(METHOD_PACK + f.w as u8);
+                pack::put(out, &ints, f);
+            }
         }
     }
     Ok(())
