@@ -195,7 +195,7 @@ pub fn put3_with<T: ColumnNum>(
         + if f.w > 0 { varint_len(f.g) } else { 0 };
     // Varints take 8 bits or more a value: they can only win on wide frames
     // (skewed columns: mostly small, a few large). Long columns are judged
-    // by every 8th value; the exact sum is taken only if varints are chosen.
+    // by every 8th value; the exact sum only where it decides (below).
     let var_of = |step: usize| -> usize {
         vals.iter()
             .step_by(step)
@@ -204,7 +204,7 @@ pub fn put3_with<T: ColumnNum>(
             * step
     };
     // (body bytes, whether that is every 8th value's estimate)
-    let (var_body, estimated) = if f.w <= 8 {
+    let (mut var_body, mut estimated) = if f.w <= 8 {
         (usize::MAX, false)
     } else if vals.len() < 64 {
         (var_of(1), false)
@@ -217,7 +217,7 @@ pub fn put3_with<T: ColumnNum>(
         }
     };
     let with_len = |body: usize| body.saturating_add(varint_len(body as u64));
-    let var = with_len(var_body);
+    let mut var = with_len(var_body);
     let long = vals.len() >= PCO_MIN_N_V3 || (vals.len() >= PCO_WIDE_N_V3 && f.w >= 16);
     // Bins first: where they win (short runs of many tags) `segframe` need
     // not be planned in full.
@@ -256,14 +256,18 @@ pub fn put3_with<T: ColumnNum>(
             }
         }
     }
-    // pco is weighed against the exact varint size (it costs far more).
-    let exact = |body: usize| if estimated { var_of(1) } else { body };
-    let (var_body, var) = if pco == Pco::Try && long && estimated {
-        let b = exact(var_body);
-        (b, with_len(b))
-    } else {
-        (var_body, var)
+    // The estimate only ranks bins: pco (which costs far more) is weighed
+    // against the exact varint size, and so are frames and per-run frames
+    // wherever the estimate ranks varints first.
+    let mut exact = |var_body: &mut usize, var: &mut usize| {
+        if std::mem::take(&mut estimated) {
+            *var_body = var_of(1);
+            *var = with_len(*var_body);
+        }
     };
+    if pco == Pco::Try && long {
+        exact(&mut var_body, &mut var);
+    }
     let others = packed.min(var).min(seg_len);
     let best = others.min(bins_len);
     let p = if pco == Pco::Try && long {
@@ -287,13 +291,9 @@ pub fn put3_with<T: ColumnNum>(
             bins::put(out, &ints, bins_plan.as_ref().expect("planned"));
         }
         _ => {
-            // Varints counted exactly where the estimate ranks them first.
-            let (var_body, var) = if var < packed.min(seg_len) {
-                let b = exact(var_body);
-                (b, with_len(b))
-            } else {
-                (var_body, var)
-            };
+            if var < packed.min(seg_len) {
+                exact(&mut var_body, &mut var);
+            }
             if seg_len < packed.min(var) {
                 let (method, lens, plan) = seg.expect("planned");
                 out.push(method);
