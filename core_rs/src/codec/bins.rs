@@ -118,6 +118,14 @@ fn linear_x(v: i64, f: Frame, div: &Exact) -> u64 {
     }
 }
 
+/// `x` and bucket of a value bucketed linearly (`x >> shift`).
+fn linear_key(f: Frame, div: Exact, shift: u32) -> impl Fn(i64) -> (u64, usize) {
+    move |v| {
+        let x = linear_x(v, f, &div);
+        (x, (x >> shift) as usize)
+    }
+}
+
 #[inline]
 fn bit_len(z: u64) -> usize {
     (64 - z.leading_zeros()) as usize
@@ -179,10 +187,7 @@ pub fn plan(vals: &[i64], f: Frame, beat: usize) -> Option<(usize, Plan)> {
         (MAP_LINEAR, 1) => (merged(m).collect(), shift + m.trailing_zeros()),
         (MAP_LINEAR, _) => {
             let shift = shift + m.trailing_zeros();
-            let b = histogram(vals, lin.len().div_ceil(m), |v| {
-                let x = linear_x(v, f, &div);
-                (x, (x >> shift) as usize)
-            });
+            let b = histogram(vals, lin.len().div_ceil(m), linear_key(f, div, shift));
             (b, shift)
         }
         (_, 1) => (mag.to_vec(), 0),
@@ -375,11 +380,8 @@ pub fn put(out: &mut Vec<u8>, vals: &[i64], p: &Plan) {
         let lane_vals = vals.iter().skip(lane).step_by(LANES).copied();
         let sink = BitSink::new(&mut body[start..]);
         let len = if p.map == MAP_LINEAR {
-            let (f, div, shift) = (p.frame, Exact::new(p.frame.g), p.shift);
-            put_body(sink, lane_vals, &entries, |v| {
-                let x = linear_x(v, f, &div);
-                (x, (x >> shift) as usize)
-            })
+            let key = linear_key(p.frame, Exact::new(p.frame.g), p.shift);
+            put_body(sink, lane_vals, &entries, key)
         } else {
             put_body(sink, lane_vals, &entries, magnitude_key)
         };
